@@ -1,0 +1,193 @@
+import type {
+  Broker,
+  BrokerListener,
+  HistoryQuery,
+  HistoryResult,
+  PresenceEntry,
+  Publication,
+  PublishOptions,
+} from "./broker.js";
+import { newEpoch } from "./epoch.js";
+import { Ring } from "./ring.js";
+
+interface ChannelHistory {
+  epoch: string;
+  top: number;
+  events: Ring<Publication>;
+  /** When the history expires, in ms since the Unix epoch. */
+  expiresAt: number;
+}
+
+interface Expiring<T> {
+  value: T;
+  expiresAt: number;
+}
+
+/** How often expired channels, sessions and presence entries are swept, in ms. */
+const SWEEP_INTERVAL_MS = 5_000;
+
+/**
+ * The single-node engine. Everything lives in this process, so publish
+ * delivers to the hub synchronously and offsets are plain counters.
+ * Memory is bounded by history sizes and TTLs: a channel's record is
+ * dropped once its history expired and no local subscriber holds it.
+ */
+export class MemoryBroker implements Broker {
+  readonly kind = "memory";
+  private listener: BrokerListener | undefined;
+  private readonly channels = new Map<string, ChannelHistory>();
+  private readonly subscribed = new Set<string>();
+  private readonly idempotency = new Map<string, Expiring<Publication>>();
+  private readonly sessions = new Map<string, Expiring<string>>();
+  private readonly presence = new Map<string, Map<string, Expiring<PresenceEntry>>>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  async start(listener: BrokerListener): Promise<void> {
+    this.listener = listener;
+    this.sweeper = setInterval(() => this.sweep(Date.now()), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
+    listener.onAvailability(true);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+  }
+
+  available(): boolean {
+    return true;
+  }
+
+  async publish(channel: string, data: string, options: PublishOptions): Promise<Publication> {
+    const now = Date.now();
+    const idempotencyKey = options.idempotencyKey === undefined ? undefined : `${channel}\n${options.idempotencyKey}`;
+    if (idempotencyKey !== undefined) {
+      const earlier = this.idempotency.get(idempotencyKey);
+      if (earlier && earlier.expiresAt > now) {
+        return earlier.value;
+      }
+    }
+
+    const history = this.channel(channel, now, options);
+    history.top++;
+    history.expiresAt = now + options.historyTtlMs;
+    const publication: Publication = { channel, epoch: history.epoch, offset: history.top, data, time: now };
+    history.events.push(publication);
+
+    if (idempotencyKey !== undefined) {
+      this.idempotency.set(idempotencyKey, {
+        value: publication,
+        expiresAt: now + (options.idempotencyWindowMs ?? 300_000),
+      });
+    }
+    if (this.subscribed.has(channel)) {
+      this.listener?.onPublication(publication);
+    }
+    return publication;
+  }
+
+  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    const history = this.channel(channel, Date.now());
+    const events = history.events;
+    const earliest = events.size === 0 ? history.top + 1 : events.at(0)!.offset;
+    const publications: Publication[] = [];
+
+    const first = Math.max(query.since + 1, earliest);
+    for (let offset = first; offset <= history.top && publications.length < query.limit; offset++) {
+      publications.push(events.at(offset - earliest)!);
+    }
+    return { epoch: history.epoch, top: history.top, earliest, publications };
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.subscribed.add(channel);
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.subscribed.delete(channel);
+  }
+
+  async saveSession(id: string, state: string, ttlMs: number): Promise<void> {
+    this.sessions.set(id, { value: state, expiresAt: Date.now() + ttlMs });
+  }
+
+  async loadSession(id: string): Promise<string | undefined> {
+    const session = this.sessions.get(id);
+    return session && session.expiresAt > Date.now() ? session.value : undefined;
+  }
+
+  async deleteSession(id: string): Promise<void> {
+    this.sessions.delete(id);
+  }
+
+  async presenceAdd(channel: string, entry: PresenceEntry, ttlMs: number): Promise<void> {
+    let entries = this.presence.get(channel);
+    if (!entries) {
+      entries = new Map();
+      this.presence.set(channel, entries);
+    }
+    entries.set(entry.clientId, { value: entry, expiresAt: Date.now() + ttlMs });
+  }
+
+  async presenceRemove(channel: string, clientId: string): Promise<void> {
+    const entries = this.presence.get(channel);
+    entries?.delete(clientId);
+    if (entries?.size === 0) {
+      this.presence.delete(channel);
+    }
+  }
+
+  async presenceList(channel: string): Promise<PresenceEntry[]> {
+    const now = Date.now();
+    const entries = this.presence.get(channel);
+    if (!entries) {
+      return [];
+    }
+    return [...entries.values()].filter((entry) => entry.expiresAt > now).map((entry) => entry.value);
+  }
+
+  /** Returns the channel's live history record, starting a new epoch if it had expired. */
+  private channel(channel: string, now: number, options?: PublishOptions): ChannelHistory {
+    let history = this.channels.get(channel);
+    if (history && history.expiresAt <= now && !this.subscribed.has(channel)) {
+      this.channels.delete(channel);
+      history = undefined;
+    }
+    if (history && history.expiresAt <= now) {
+      // A subscribed channel keeps its epoch and offsets, so its subscribers
+      // see no gap, but the expired events are dropped.
+      history.events = new Ring(options?.historySize ?? 0);
+    }
+    if (!history) {
+      history = {
+        epoch: newEpoch(),
+        top: 0,
+        events: new Ring<Publication>(options?.historySize ?? 0),
+        expiresAt: now + (options?.historyTtlMs ?? 0),
+      };
+      this.channels.set(channel, history);
+    } else if (options && history.events.size === 0 && options.historySize > 0) {
+      history.events.resize(options.historySize);
+    }
+    return history;
+  }
+
+  private sweep(now: number): void {
+    for (const [name, history] of this.channels) {
+      if (history.expiresAt <= now && !this.subscribed.has(name)) {
+        this.channels.delete(name);
+      }
+    }
+    for (const [key, entry] of this.idempotency) {
+      if (entry.expiresAt <= now) this.idempotency.delete(key);
+    }
+    for (const [id, session] of this.sessions) {
+      if (session.expiresAt <= now) this.sessions.delete(id);
+    }
+    for (const [channel, entries] of this.presence) {
+      for (const [clientId, entry] of entries) {
+        if (entry.expiresAt <= now) entries.delete(clientId);
+      }
+      if (entries.size === 0) this.presence.delete(channel);
+    }
+  }
+}

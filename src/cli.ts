@@ -1,0 +1,70 @@
+import { ConfigError, loadConfig } from "./config.js";
+import { HeraldServer } from "./server.js";
+import { publishCommand, subscribeCommand } from "./cli-client.js";
+
+const USAGE = `Usage:
+  herald serve [--config FILE] [--port N] [--host ADDR] [--broker memory|redis]
+               [--redis-url URL] [--log-level LEVEL] [--set path=value ...]
+  herald publish CHANNEL JSON [--url http://127.0.0.1:8080] [--api-key KEY]
+  herald subscribe CHANNEL [--url ws://127.0.0.1:8080/ws] [--token JWT]
+
+Every setting can also come from a HERALD_* environment variable, for
+example HERALD_PORT=9000 or HERALD_WEBSOCKET_PING_INTERVAL_MS=10000.`;
+
+/** Runs the herald command; resolves with the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve":
+      return serve(rest);
+    case "publish":
+      return publishCommand(rest);
+    case "subscribe":
+      return subscribeCommand(rest);
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      console.error(`Unknown command ${JSON.stringify(command)}.\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function serve(argv: string[]): Promise<number> {
+  let config;
+  try {
+    config = loadConfig({ argv });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 2;
+    }
+    throw error;
+  }
+  const server = new HeraldServer(config);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      server.log.warn({ signal }, "second signal: exiting at once");
+      process.exit(130);
+    }
+    server.log.info({ signal }, "signal received");
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        server.log.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  await server.start();
+  return new Promise<number>(() => {
+    // Runs until a signal ends the process.
+  });
+}

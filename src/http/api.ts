@@ -1,0 +1,144 @@
+import { timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { z } from "zod";
+import type { Config } from "../config.js";
+import { protocolError, toHeraldError } from "../errors.js";
+import type { Hub } from "../hub.js";
+import { isLoopback, readJsonBody, sendJson } from "./respond.js";
+
+const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
+
+const publishItem = z.object({
+  channel: z.string(),
+  data: z.unknown(),
+  idempotencyKey: z.string().min(1).max(MAX_IDEMPOTENCY_KEY_LENGTH).optional(),
+});
+
+const publishBatch = z.object({ items: z.array(z.unknown()) });
+
+type PublishItem = { channel: string; data: string; idempotencyKey: string | undefined };
+
+/** The backend API: publish, publish_batch and history, behind an API key. */
+export class PublishApi {
+  private readonly keys: Buffer[];
+
+  constructor(
+    private readonly config: Config,
+    private readonly hub: Hub,
+  ) {
+    this.keys = config.apiKeys.map((key) => Buffer.from(key));
+  }
+
+  /**
+   * Throws unless the request carries a configured API key. With no key
+   * configured, only loopback clients are served, so a fresh node is not
+   * an open relay.
+   */
+  authorize(req: IncomingMessage): void {
+    if (this.keys.length === 0) {
+      if (!isLoopback(req.socket.remoteAddress)) {
+        throw protocolError("unauthorized", "No API key is configured, so the API only accepts loopback clients.");
+      }
+      return;
+    }
+    const header = req.headers.authorization ?? "";
+    const match = /^Bearer\s+(.+)$/i.exec(header);
+    if (!match) {
+      throw protocolError("unauthorized", "Send the API key as Authorization: Bearer <key>.");
+    }
+    const given = Buffer.from(match[1]!.trim());
+    const known = this.keys.some((key) => key.length === given.length && timingSafeEqual(key, given));
+    if (!known) {
+      throw protocolError("unauthorized", "The API key is not valid.");
+    }
+  }
+
+  async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJsonBody(req, this.config.limits.maxBodyBytes);
+    const header = req.headers["idempotency-key"];
+    const item = parseItem(body, typeof header === "string" ? header : undefined);
+    const publication = await this.hub.publish(item.channel, item.data, item.idempotencyKey);
+    sendJson(res, 200, { channel: publication.channel, epoch: publication.epoch, offset: publication.offset });
+  }
+
+  async publishBatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJsonBody(req, this.config.limits.maxBodyBytes);
+    const parsed = publishBatch.safeParse(body);
+    if (!parsed.success) {
+      throw protocolError("invalid_command", 'The body must be {"items": [{"channel": …, "data": …}, …]}.');
+    }
+    const raw = parsed.data.items;
+    if (raw.length > this.config.limits.maxBatchItems) {
+      throw protocolError("payload_too_large", `The batch has ${raw.length} items; the maximum is ${this.config.limits.maxBatchItems}.`);
+    }
+    // Every item is validated before any is published, so an invalid batch publishes nothing.
+    const items = raw.map((entry, index) => {
+      try {
+        return parseItem(entry, undefined);
+      } catch (error) {
+        const herald = toHeraldError(error);
+        throw protocolError(herald.code, `Item ${index}: ${herald.message}`);
+      }
+    });
+
+    const results: unknown[] = [];
+    let failed = false;
+    for (const item of items) {
+      if (failed) {
+        results.push({ channel: item.channel, error: protocolError("broker_unavailable", "Not attempted after an earlier item failed.").toJSON() });
+        continue;
+      }
+      try {
+        const publication = await this.hub.publish(item.channel, item.data, item.idempotencyKey);
+        results.push({ channel: publication.channel, epoch: publication.epoch, offset: publication.offset });
+      } catch (error) {
+        failed = true;
+        results.push({ channel: item.channel, error: toHeraldError(error).toJSON() });
+      }
+    }
+    sendJson(res, failed ? 503 : 200, { results });
+  }
+
+  async history(url: URL, res: ServerResponse): Promise<void> {
+    const channel = url.searchParams.get("channel");
+    if (channel === null) {
+      throw protocolError("missing_channel", "The channel query parameter is required.");
+    }
+    const since = parseCount(url.searchParams.get("since"), "since", 0);
+    const namespace = this.hub.namespaceOf(channel);
+    const limit = Math.min(parseCount(url.searchParams.get("limit"), "limit", namespace.historySize), 10_000);
+    const history = await this.hub.history(channel, since, limit);
+    const publications = history.publications.map((publication) => ({
+      offset: publication.offset,
+      data: JSON.parse(publication.data) as unknown,
+    }));
+    sendJson(res, 200, { channel, epoch: history.epoch, top: history.top, earliest: history.earliest, publications });
+  }
+}
+
+function parseItem(body: unknown, headerKey: string | undefined): PublishItem {
+  const parsed = publishItem.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? ` (${issue.path.join(".")}: ${issue.message})` : "";
+    throw protocolError("invalid_command", `The body must be {"channel": string, "data": any JSON}${where}.`);
+  }
+  if (!("data" in (body as object)) || parsed.data.data === undefined) {
+    throw protocolError("invalid_command", 'The body has no "data" field.');
+  }
+  const idempotencyKey = parsed.data.idempotencyKey ?? headerKey;
+  if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
+    throw protocolError("invalid_command", `The idempotency key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters.`);
+  }
+  return { channel: parsed.data.channel, data: JSON.stringify(parsed.data.data), idempotencyKey };
+}
+
+function parseCount(text: string | null, name: string, fallback: number): number {
+  if (text === null || text === "") {
+    return fallback;
+  }
+  if (!/^\d{1,15}$/.test(text)) {
+    throw protocolError("bad_request", `The ${name} query parameter must be a non-negative integer; got ${JSON.stringify(text.slice(0, 32))}.`);
+  }
+  return Number(text);
+}

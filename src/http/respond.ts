@@ -1,0 +1,87 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { HeraldError, protocolError, toHeraldError } from "../errors.js";
+
+/** Sends a JSON body with the given status. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(status, {
+    "Content-Type": "application/json; charset=utf-8",
+    "Content-Length": Buffer.byteLength(text),
+    "Cache-Control": "no-store",
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** Sends `{"error": {"code", "message"}}` with the error's status. */
+export function sendError(res: ServerResponse, error: unknown, headers: Record<string, string> = {}): HeraldError {
+  const herald = toHeraldError(error);
+  sendJson(res, herald.status, { error: herald.toJSON() }, headers);
+  return herald;
+}
+
+/**
+ * Reads and parses a JSON request body, rejecting bodies over maxBytes as
+ * they stream in, so an oversized upload never sits in memory whole.
+ */
+export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > maxBytes) {
+      req.resume();
+      reject(protocolError("payload_too_large", `The request body is ${declared} bytes; the maximum is ${maxBytes}.`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on("data", (chunk: Buffer) => {
+      if (failed) {
+        return;
+      }
+      size += chunk.length;
+      if (size > maxBytes) {
+        failed = true;
+        chunks.length = 0;
+        reject(protocolError("payload_too_large", `The request body is larger than ${maxBytes} bytes.`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => {
+      if (failed) {
+        return;
+      }
+      const text = Buffer.concat(chunks).toString("utf8");
+      if (text.trim() === "") {
+        reject(protocolError("invalid_json", "The request body is empty; send a JSON object."));
+        return;
+      }
+      try {
+        resolve(JSON.parse(text));
+      } catch (error) {
+        reject(protocolError("invalid_json", `The request body is not valid JSON: ${(error as Error).message}`));
+      }
+    });
+    req.on("error", (error) => {
+      if (!failed) {
+        failed = true;
+        reject(protocolError("bad_request", "The request body could not be read.", error));
+      }
+    });
+  });
+}
+
+/** Whether a remote address is on the loopback interface. */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) {
+    return false;
+  }
+  return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
+}
+
+export { HeraldError };

@@ -1,0 +1,365 @@
+import type { Broker, BrokerListener, Publication, StreamPosition } from "./broker/broker.js";
+import type { Namespace, Namespaces } from "./channel.js";
+import { validateChannel } from "./channel.js";
+import { EncodedPublication } from "./encoded.js";
+import { HeraldError, protocolError } from "./errors.js";
+
+/** A local connection that receives the events of its channels. */
+export interface Subscriber {
+  /** A live event, in offset order per channel. Must not throw. */
+  deliver(event: EncodedPublication, subscription: Subscription): void;
+  /**
+   * Events were lost for this subscription (history no longer covers them,
+   * or the channel's epoch changed). Delivery continues after `position`.
+   */
+  gap(subscription: Subscription, position: StreamPosition): void;
+  /** More events arrived while recovering than the hub buffers; the subscriber should end and resume. */
+  overflow(subscription: Subscription): void;
+}
+
+/** Live events buffered per subscription while its history is read. */
+const RECOVERY_BUFFER_LIMIT = 10_000;
+
+/** One subscriber's membership in one channel. */
+export class Subscription {
+  /** Epoch and offset of the last event handed to the subscriber. */
+  epoch = "";
+  offset = 0;
+  live = false;
+  closed = false;
+  private buffer: EncodedPublication[] | undefined = [];
+
+  constructor(
+    readonly subscriber: Subscriber,
+    readonly channel: string,
+  ) {}
+
+  /** Hands over the events that arrived during recovery, then delivers live. */
+  activate(): void {
+    const buffered = this.buffer;
+    this.buffer = undefined;
+    this.live = true;
+    if (this.closed || buffered === undefined) {
+      return;
+    }
+    for (const event of buffered) {
+      this.receive(event);
+    }
+  }
+
+  /** Called by the hub for each live event of the channel. */
+  receive(event: EncodedPublication): void {
+    if (this.closed || event.offset <= this.offset) {
+      return;
+    }
+    if (!this.live) {
+      if (this.buffer && this.buffer.length >= RECOVERY_BUFFER_LIMIT) {
+        this.buffer = undefined;
+        this.closed = true;
+        this.subscriber.overflow(this);
+        return;
+      }
+      this.buffer?.push(event);
+      return;
+    }
+    this.offset = event.offset;
+    this.subscriber.deliver(event, this);
+  }
+
+  /** Moves the subscription to a new position after a gap and tells the subscriber. */
+  jump(position: StreamPosition): void {
+    this.epoch = position.epoch;
+    this.offset = position.offset;
+    if (this.buffer) {
+      this.buffer = this.buffer.filter((event) => event.publication.epoch === position.epoch);
+    }
+    if (!this.closed) {
+      this.subscriber.gap(this, position);
+    }
+  }
+}
+
+export interface SubscribeResult {
+  readonly subscription: Subscription;
+  readonly epoch: string;
+  /** Offset of the newest event of the channel when the subscription started. */
+  readonly top: number;
+  /** Whether every event after the requested position is in `publications`. */
+  readonly recovered: boolean;
+  /** Events after the requested position, oldest first; empty without a position. */
+  readonly publications: EncodedPublication[];
+}
+
+class ChannelState {
+  readonly subscriptions = new Set<Subscription>();
+  epoch: string | undefined;
+  /** Offset of the last event delivered on this node. */
+  top = 0;
+  /** Settles when the broker delivers this channel to the node. */
+  ready: Promise<void> | undefined;
+  catchingUp = false;
+  pending: Publication[] = [];
+
+  constructor(readonly name: string) {}
+}
+
+export interface HubStats {
+  publications: number;
+  deliveries: number;
+  gaps: number;
+}
+
+/**
+ * The node's fan-out point. It keeps one broker subscription per channel
+ * with local subscribers, encodes each event once per wire format, and
+ * hands the shared bytes to every subscriber. It also restores order when
+ * the broker skips offsets, by filling the hole from history.
+ */
+export class Hub implements BrokerListener {
+  private readonly channels = new Map<string, ChannelState>();
+  readonly stats: HubStats = { publications: 0, deliveries: 0, gaps: 0 };
+  private availabilityListeners: Array<(available: boolean) => void> = [];
+
+  constructor(
+    readonly broker: Broker,
+    readonly namespaces: Namespaces,
+    private readonly idempotencyWindowMs: number,
+  ) {}
+
+  start(): Promise<void> {
+    return this.broker.start(this);
+  }
+
+  /** Number of channels with at least one local subscriber. */
+  get channelCount(): number {
+    return this.channels.size;
+  }
+
+  /** Number of local subscriptions across all channels. */
+  get subscriptionCount(): number {
+    let count = 0;
+    for (const state of this.channels.values()) {
+      count += state.subscriptions.size;
+    }
+    return count;
+  }
+
+  /** Local subscriber counts by channel. */
+  channelSubscribers(): Array<{ channel: string; subscribers: number }> {
+    return [...this.channels.values()].map((state) => ({ channel: state.name, subscribers: state.subscriptions.size }));
+  }
+
+  onAvailabilityChange(listener: (available: boolean) => void): void {
+    this.availabilityListeners.push(listener);
+  }
+
+  namespaceOf(channel: string): Namespace {
+    return this.namespaces.of(channel);
+  }
+
+  /** Publishes JSON text on a channel and returns the stored publication. */
+  async publish(channel: string, data: string, idempotencyKey?: string): Promise<Publication> {
+    validateChannel(channel);
+    const namespace = this.namespaces.of(channel);
+    if (!this.broker.available()) {
+      throw protocolError("broker_unavailable");
+    }
+    try {
+      const options = {
+        historySize: namespace.historySize,
+        historyTtlMs: namespace.historyTtlMs,
+        idempotencyWindowMs: this.idempotencyWindowMs,
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+      };
+      const publication = await this.broker.publish(channel, data, options);
+      this.stats.publications++;
+      return publication;
+    } catch (error) {
+      throw protocolError("broker_unavailable", "The broker failed to store the publication; it was not published.", error);
+    }
+  }
+
+  /** Reads a channel's kept history after `since`, oldest first. */
+  async history(channel: string, since: number, limit: number) {
+    validateChannel(channel);
+    try {
+      return await this.broker.history(channel, { since, limit });
+    } catch (error) {
+      throw protocolError("broker_unavailable", "The broker failed to read history.", error);
+    }
+  }
+
+  /**
+   * Subscribes to a channel, recovering the events after `since` when given.
+   * The caller sends the result's publications, then calls
+   * `subscription.activate()` in the same tick to go live; events that
+   * arrive meanwhile are buffered, so none is lost or repeated.
+   */
+  async subscribe(subscriber: Subscriber, channel: string, since?: StreamPosition): Promise<SubscribeResult> {
+    let state = this.channels.get(channel);
+    if (!state) {
+      state = new ChannelState(channel);
+      this.channels.set(channel, state);
+    }
+    const subscription = new Subscription(subscriber, channel);
+    state.subscriptions.add(subscription);
+
+    try {
+      if (!state.ready) {
+        state.ready = this.broker.subscribe(channel);
+      }
+      await state.ready;
+      const namespace = this.namespaces.of(channel);
+      const limit = since === undefined ? 0 : Math.max(namespace.historySize, 1);
+      const history = await this.broker.history(channel, { since: since?.offset ?? 0, limit });
+
+      if (state.epoch === undefined) {
+        state.epoch = history.epoch;
+        state.top = Math.max(state.top, history.top);
+      }
+
+      if (since !== undefined && since.epoch === history.epoch && since.offset > history.top) {
+        throw protocolError(
+          "invalid_position",
+          `Offset ${since.offset} is beyond the newest event (${history.top}) of channel ${channel}.`,
+        );
+      }
+
+      const recovered =
+        since !== undefined && since.epoch === history.epoch && since.offset + 1 >= history.earliest;
+      let publications: EncodedPublication[] = [];
+      subscription.epoch = history.epoch;
+      if (recovered) {
+        publications = history.publications.map((publication) => new EncodedPublication(publication));
+        subscription.offset = publications.length > 0 ? publications[publications.length - 1]!.offset : since.offset;
+      } else {
+        subscription.offset = history.top;
+      }
+      if (since !== undefined && !recovered) {
+        this.stats.gaps++;
+      }
+      return { subscription, epoch: history.epoch, top: history.top, recovered: since === undefined || recovered, publications };
+    } catch (error) {
+      this.unsubscribe(subscription);
+      if (error instanceof HeraldError) {
+        throw error;
+      }
+      throw protocolError("broker_unavailable", "The broker failed to subscribe.", error);
+    }
+  }
+
+  /** Ends a subscription; the node's broker subscription goes with the last one. */
+  unsubscribe(subscription: Subscription): void {
+    subscription.closed = true;
+    const state = this.channels.get(subscription.channel);
+    if (!state || !state.subscriptions.delete(subscription)) {
+      return;
+    }
+    if (state.subscriptions.size === 0) {
+      this.channels.delete(state.name);
+      this.broker.unsubscribe(state.name).catch(() => {
+        // The engine logs and retries its own connection; an unsubscribe
+        // that fails leaves at most an unused subscription until reconnect.
+      });
+    }
+  }
+
+  onPublication(publication: Publication): void {
+    const state = this.channels.get(publication.channel);
+    if (!state) {
+      return;
+    }
+    if (state.catchingUp) {
+      state.pending.push(publication);
+      return;
+    }
+    if (state.epoch !== undefined && publication.epoch !== state.epoch) {
+      this.changeEpoch(state, publication.epoch, publication.offset - 1);
+    } else if (state.epoch !== undefined && publication.offset <= state.top) {
+      return;
+    } else if (state.epoch !== undefined && publication.offset > state.top + 1) {
+      state.pending.push(publication);
+      void this.catchUp(state);
+      return;
+    }
+    this.deliver(state, publication);
+  }
+
+  onResync(): void {
+    for (const state of this.channels.values()) {
+      if (!state.catchingUp && state.epoch !== undefined) {
+        void this.catchUp(state);
+      }
+    }
+  }
+
+  onAvailability(available: boolean): void {
+    for (const listener of this.availabilityListeners) {
+      listener(available);
+    }
+  }
+
+  private deliver(state: ChannelState, publication: Publication): void {
+    state.epoch = publication.epoch;
+    state.top = publication.offset;
+    const event = new EncodedPublication(publication);
+    for (const subscription of state.subscriptions) {
+      subscription.receive(event);
+    }
+    this.stats.deliveries += state.subscriptions.size;
+  }
+
+  private changeEpoch(state: ChannelState, epoch: string, offset: number): void {
+    state.epoch = epoch;
+    state.top = offset;
+    this.stats.gaps++;
+    for (const subscription of state.subscriptions) {
+      subscription.jump({ epoch, offset });
+    }
+  }
+
+  /**
+   * Fills a hole in a channel's offsets from history, then delivers what
+   * was held back. If history no longer covers the hole, subscribers get
+   * a gap notice instead of a silent loss.
+   */
+  private async catchUp(state: ChannelState): Promise<void> {
+    state.catchingUp = true;
+    let filled = false;
+    try {
+      for (let attempt = 0; !filled; attempt++) {
+        try {
+          const history = await this.broker.history(state.name, { since: state.top, limit: 10_000 });
+          if (history.epoch !== state.epoch) {
+            this.changeEpoch(state, history.epoch, history.earliest - 1);
+          } else if (history.earliest > state.top + 1) {
+            this.changeEpoch(state, history.epoch, history.earliest - 1);
+          }
+          for (const publication of history.publications) {
+            if (publication.offset > state.top) {
+              this.deliver(state, publication);
+            }
+          }
+          filled = true;
+        } catch {
+          if (attempt >= 5 || this.channels.get(state.name) !== state) {
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+        }
+      }
+    } finally {
+      state.catchingUp = false;
+      const pending = state.pending.sort((a, b) => a.offset - b.offset);
+      state.pending = [];
+      const first = pending[0];
+      if (!filled && first !== undefined && first.offset > state.top + 1) {
+        // History stayed unreachable: report the hole instead of waiting forever.
+        this.changeEpoch(state, first.epoch, first.offset - 1);
+      }
+      for (const publication of pending) {
+        this.onPublication(publication);
+      }
+    }
+  }
+}
