@@ -128,7 +128,12 @@ export class HeraldServer {
     this.log.info({ connections: this.connectionCount() }, "draining");
 
     const drained = Promise.all(this.transports.map((transport) => transport.drain()));
-    const timedOut = await Promise.race([drained.then(() => false), sleep(this.config.drain.timeoutMs).then(() => true)]);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), this.config.drain.timeoutMs);
+    });
+    const timedOut = await Promise.race([drained.then(() => false), deadline]);
+    clearTimeout(timer);
     if (timedOut) {
       this.log.warn({ connections: this.connectionCount() }, "drain timeout reached; closing the remaining connections");
       for (const transport of this.transports) {
