@@ -142,6 +142,23 @@ export const configSchema = z
       .prefault({}),
     /** Serve HTTP/2 without TLS (h2c with prior knowledge) beside HTTP/1.1. */
     h2c: bool(false),
+    grpc: z
+      .object({
+        /** Serve the gRPC API for backends. */
+        enabled: bool(false),
+        /** Port of the gRPC API; 0 picks a free port. */
+        port: z.number().int().min(0).max(65535).default(8081),
+        host: z.string().min(1).default("0.0.0.0"),
+        /** PEM certificate and key files; with both set, gRPC is served over TLS. */
+        cert: z.string().default(""),
+        key: z.string().default(""),
+        /** Interval between heartbeat events on Subscribe streams, in ms. */
+        heartbeatMs: positiveInt(15_000),
+        /** Interval between HTTP/2 keepalive pings to gRPC clients, in ms. */
+        keepaliveMs: positiveInt(30_000),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

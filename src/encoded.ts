@@ -7,6 +7,7 @@ import type { Publication } from "./broker/broker.js";
 export class EncodedPublication {
   private wsBytes: Buffer | undefined;
   private jsonText: string | undefined;
+  private others: Map<string, unknown> | undefined;
 
   constructor(readonly publication: Publication) {}
 
@@ -34,5 +35,19 @@ export class EncodedPublication {
       this.wsBytes = Buffer.from(`{"type":"pub","channel":${JSON.stringify(channel)},"offset":${offset},"data":${data}}`);
     }
     return this.wsBytes;
+  }
+
+  /**
+   * Returns the encoding named `format`, building it on first use; for
+   * formats that live outside this file, such as gRPC's protobuf bytes.
+   */
+  shared<T, A>(format: string, build: (event: EncodedPublication, argument: A) => T, argument: A): T {
+    this.others ??= new Map();
+    let value = this.others.get(format) as T | undefined;
+    if (value === undefined) {
+      value = build(this, argument);
+      this.others.set(format, value);
+    }
+    return value;
   }
 }

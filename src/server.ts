@@ -11,6 +11,7 @@ import type { Config } from "./config.js";
 import { protocolError } from "./errors.js";
 import { PublishApi } from "./http/api.js";
 import { sendError, sendJson } from "./http/respond.js";
+import { GrpcTransport } from "./grpc/grpc-transport.js";
 import { Hub } from "./hub.js";
 import { createLogger, type Logger } from "./log.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
@@ -34,6 +35,8 @@ export class HeraldServer {
   private readonly api: PublishApi;
   private readonly transports: Transport[];
   private readonly websocket: WebSocketTransport;
+  /** The gRPC API, when `grpc.enabled` is set. */
+  readonly grpc: GrpcTransport | undefined;
   private state: NodeState = "running";
   /** Set when shutdown begins, before draining, so /readyz turns 503 first. */
   private leaving = false;
@@ -64,6 +67,10 @@ export class HeraldServer {
     };
     this.websocket = new WebSocketTransport(context);
     this.transports = [this.websocket];
+    if (config.grpc.enabled) {
+      this.grpc = new GrpcTransport(context);
+      this.transports.push(this.grpc);
+    }
 
     this.http = createServer((req, res) => this.route(req, res));
     this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
@@ -88,7 +95,8 @@ export class HeraldServer {
       });
     });
     const port = this.port;
-    this.log.info({ port, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
+    const grpcPort = this.grpc ? await this.grpc.listen() : undefined;
+    this.log.info({ port, grpcPort, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
     if (this.config.apiKeys.length === 0) {
       this.log.warn("no API key configured: the publish API accepts loopback clients only");
     }

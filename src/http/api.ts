@@ -1,10 +1,10 @@
-import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
+import { ApiKeys } from "../auth/api-keys.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
-import { isLoopback, readJsonBody, sendJson } from "./respond.js";
+import { readJsonBody, sendJson } from "./respond.js";
 
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 
@@ -20,37 +20,18 @@ type PublishItem = { channel: string; data: string; idempotencyKey: string | und
 
 /** The backend API: publish, publish_batch and history, behind an API key. */
 export class PublishApi {
-  private readonly keys: Buffer[];
+  private readonly keys: ApiKeys;
 
   constructor(
     private readonly config: Config,
     private readonly hub: Hub,
   ) {
-    this.keys = config.apiKeys.map((key) => Buffer.from(key));
+    this.keys = new ApiKeys(config.apiKeys);
   }
 
-  /**
-   * Throws unless the request carries a configured API key. With no key
-   * configured, only loopback clients are served, so a fresh node is not
-   * an open relay.
-   */
+  /** Throws unless the request carries a configured API key, or comes from loopback when none is configured. */
   authorize(req: IncomingMessage): void {
-    if (this.keys.length === 0) {
-      if (!isLoopback(req.socket.remoteAddress)) {
-        throw protocolError("unauthorized", "No API key is configured, so the API only accepts loopback clients.");
-      }
-      return;
-    }
-    const header = req.headers.authorization ?? "";
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match) {
-      throw protocolError("unauthorized", "Send the API key as Authorization: Bearer <key>.");
-    }
-    const given = Buffer.from(match[1]!.trim());
-    const known = this.keys.some((key) => key.length === given.length && timingSafeEqual(key, given));
-    if (!known) {
-      throw protocolError("unauthorized", "The API key is not valid.");
-    }
+    this.keys.verify(req.headers.authorization, req.socket.remoteAddress);
   }
 
   async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {

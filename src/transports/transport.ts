@@ -19,7 +19,7 @@ export interface TransportContext {
 
 /** One way for clients to receive events; each lives in its own file. */
 export interface Transport {
-  readonly name: "websocket" | "sse" | "poll";
+  readonly name: "websocket" | "sse" | "poll" | "grpc";
   /** Serves a plain HTTP request for this transport's path. */
   handleRequest?(req: IncomingMessage, res: ServerResponse, url: URL): void;
   /** Takes over an HTTP Upgrade request. */
