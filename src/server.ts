@@ -120,6 +120,7 @@ export class HeraldServer {
     this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
     this.http.on("clientError", (error, socket) => {
       // Malformed HTTP from one client: answer 400 and keep serving others.
+      this.logLimiter.write(this.log, "debug", { err: error }, "malformed HTTP request rejected");
       if (socket.writable) {
         socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       } else {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { ConfigError, loadConfig } from "../src/config.js";
+import { HeraldServer } from "../src/server.js";
 import { postJson, publish, startHerald, TestClient } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
 import { sample, scrape } from "./support/prometheus.js";
@@ -177,6 +179,11 @@ describe("metrics access", () => {
     } finally {
       await node.close();
     }
+  });
+
+  test("requireAdminToken without a token fails", () => {
+    const config = loadConfig({ env: {}, overrides: { metrics: { requireAdminToken: true }, log: { level: "silent" } } });
+    assert.throws(() => new HeraldServer(config), ConfigError);
   });
 
   test("disabled metrics answer 404", async () => {
