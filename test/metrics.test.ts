@@ -165,6 +165,22 @@ describe("metrics of a slow consumer", () => {
   });
 });
 
+describe("metrics of a ping timeout", () => {
+  test("ping timeout close has its own reason", async () => {
+    const node = await startHerald({ websocket: { pingIntervalMs: 50, missedPongs: 1 } });
+    try {
+      const client = await TestClient.open(node.ws, { autoPong: false });
+      const closed = await client.closed;
+      assert.equal(closed.code, 1011);
+      const reason = { transport: "websocket", reason: "ping_timeout" };
+      await waitForSample(node, "herald_connections_closed_total", reason, 1);
+      assert.equal(sample(await scrape(node.http), "herald_connections", WS), 0);
+    } finally {
+      await node.close();
+    }
+  });
+});
+
 describe("metrics access", () => {
   test("requireAdminToken needs the admin token", async () => {
     const node = await startHerald({ adminToken: "metrics-admin-token", metrics: { requireAdminToken: true } });

@@ -221,6 +221,11 @@ export class Admin implements Subscriber {
   }
 
   private publishStats(): void {
+    if (!this.options.hub.broker.available()) {
+      // NOTE: stats travel through the broker, so while it is down no node's
+      // stats arrive and the page lists no node until it is back.
+      return;
+    }
     const stats = this.options.collector.snapshot();
     this.options.hub.publishInternal(ADMIN_CHANNEL, JSON.stringify(stats)).catch((error: unknown) => {
       this.options.logLimiter.write(this.options.log, "warn", { err: error }, "admin stats publish failed");

@@ -60,7 +60,7 @@ export class ConnectionMonitor {
   }
 
   /** Reports the end of the connection once; later calls do nothing. */
-  closed(code: number | undefined, reason = closeReason(code)): void {
+  closed(code: number | undefined, reason: string = closeReason(code)): void {
     if (this.ended) {
       return;
     }

@@ -34,6 +34,8 @@ export class WebSocketConnection implements Subscriber {
   private closing = false;
   /** The close code this side sent, reported instead of the peer's echo. */
   private sentCode: number | undefined;
+  /** Label for the close when the code alone would mislead, such as 1011 for a ping timeout. */
+  private closeLabel: string | undefined;
   private readonly monitor: ConnectionMonitor;
 
   constructor(
@@ -60,13 +62,18 @@ export class WebSocketConnection implements Subscriber {
     return this.inFlight === 0 && this.socket.bufferedAmount === 0;
   }
 
-  /** Closes the WebSocket with a code and a reason, and forces it shut if the peer never answers. */
-  close(code: number, reason: string): void {
+  /**
+   * Closes the WebSocket with a code and a reason, and forces it shut if
+   * the peer never answers. `label` names the cause in metrics and logs
+   * when it differs from the code's name.
+   */
+  close(code: number, reason: string, label?: string): void {
     if (this.closing) {
       return;
     }
     this.closing = true;
     this.sentCode = code;
+    this.closeLabel = label;
     this.socket.close(code, reason);
     // A peer that never completes the close handshake is cut after this delay.
     const timer = setTimeout(() => this.socket.terminate(), 5_000);
@@ -336,7 +343,7 @@ export class WebSocketConnection implements Subscriber {
       this.context.hub.unsubscribe(subscription);
     }
     this.subscriptions.clear();
-    this.monitor.closed(this.sentCode ?? code);
+    this.monitor.closed(this.sentCode ?? code, this.closeLabel);
     this.onClosed(this);
   }
 }
