@@ -50,7 +50,7 @@ export const configSchema = z
       .prefault({}),
     /** Keys accepted by the publish API. Empty: only loopback clients may publish. */
     apiKeys: z.array(z.string().min(1)).default([]),
-    /** Token for the admin page and admin API. Empty: admin is off and /admin answers 404. */
+    /** Token for the admin page and admin API. Empty: admin is off and /admin returns 404. */
     adminToken: z.string().default(""),
     admin: z
       .object({

@@ -49,8 +49,8 @@ export type EventListener = (event: HeraldEvent) => void;
 
 /**
  * The node's event emitter. Listeners run synchronously in emit order, so
- * they must be cheap; one that throws is reported to `onListenerError` and
- * never breaks the emitter or the code that emitted.
+ * they must be cheap. A listener that throws is reported to
+ * `onListenerError` and never breaks the emitter or the code that emitted.
  */
 export class HeraldEvents {
   private listeners: EventListener[] = [];

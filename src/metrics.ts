@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import { isInternalChannel, type HeraldEvent, type HeraldEvents } from "./events.js";
 import type { NodeState } from "./transports/transport.js";
 
-/** What the metrics read from the node at scrape time. */
+/** Node state that the metrics read at scrape time. */
 export interface MetricsSource {
   readonly nodeId: string;
   state(): NodeState;

@@ -119,9 +119,8 @@ export class Admin implements Subscriber {
 
   /** Ends every admin stream with a jittered `retry:`, as SSE streams end at drain. */
   drain(): void {
-    const retryMs = this.options.config.sse.retryMs;
     for (const res of this.streams) {
-      res.end(`retry: ${retryMs + Math.floor(Math.random() * retryMs)}\n\n`);
+      res.end(this.jitteredRetry());
     }
     this.streams.clear();
   }
@@ -185,17 +184,22 @@ export class Admin implements Subscriber {
       "Cache-Control": "no-cache",
       "X-Accel-Buffering": "no",
     });
-    const retryMs = this.options.config.sse.retryMs;
     if (this.closed || this.options.state() !== "running") {
-      res.end(`retry: ${retryMs + Math.floor(Math.random() * retryMs)}\n\n`);
+      res.end(this.jitteredRetry());
       return;
     }
-    res.write(`retry: ${retryMs}\n\n`);
+    res.write(`retry: ${this.options.config.sse.retryMs}\n\n`);
     for (const node of this.liveNodes()) {
       res.write(`data: ${node.event.json}\n\n`);
     }
     this.streams.add(res);
     req.on("close", () => this.streams.delete(res));
+  }
+
+  /** A `retry:` field between one and two times sse.retryMs, so pages do not all return at once. */
+  private jitteredRetry(): string {
+    const retryMs = this.options.config.sse.retryMs;
+    return `retry: ${retryMs + Math.floor(Math.random() * retryMs)}\n\n`;
   }
 
   private writeAll(text: string): void {

@@ -22,7 +22,7 @@ export interface NodeStats {
   latest: Array<{ channel: string; offset: number; time: number; data: string }>;
 }
 
-/** What the snapshot reads from the node. */
+/** Node state that a snapshot reads. */
 export interface NodeStatsSource {
   readonly nodeId: string;
   readonly hub: Hub;

@@ -1,6 +1,6 @@
 /**
  * The admin page: static HTML, CSS and a browser script, served from
- * /admin. The page holds no data itself. With the admin token (kept in
+ * /admin. The page contains no data itself. With the admin token (kept in
  * sessionStorage for the tab) it reads /admin/api/stats once, then
  * follows /admin/api/stream, where every node's stats arrive each
  * interval. Data is written with textContent only, never as HTML.
@@ -196,7 +196,7 @@ function render() {
     ...[...transports].map(([name, count]) => row([cell(name), cell(count, "number connections")], { "data-transport": name })),
   );
 
-  // Subscribers add up across nodes; every node sees a channel's full message rate, so take the largest.
+  // Subscribers add up across nodes; every node receives a channel's full message rate, so take the largest.
   const channels = new Map();
   for (const stats of live) {
     for (const entry of stats.channels) {
