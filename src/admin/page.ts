@@ -134,7 +134,14 @@ async function connect() {
   // message shape {"channel", "offset", "data"}.
   source = new EventSource("/admin/api/stream?token=" + encodeURIComponent(token()));
   source.onopen = () => setStatus("Live");
-  source.onerror = () => setStatus("Live feed interrupted; reconnecting…");
+  source.onerror = (event) => {
+    // EventSource retries by itself unless the response was not a 200 stream.
+    if (event.target.readyState === EventSource.CLOSED) {
+      setStatus("Live feed closed; press Connect to try again.");
+    } else {
+      setStatus("Live feed interrupted; reconnecting…");
+    }
+  };
   source.onmessage = (message) => {
     remember(JSON.parse(message.data).data);
     render();
