@@ -50,8 +50,24 @@ export const configSchema = z
       .prefault({}),
     /** Keys accepted by the publish API. Empty: only loopback clients may publish. */
     apiKeys: z.array(z.string().min(1)).default([]),
-    /** Token for the admin page and admin API. Empty: admin is off. */
+    /** Token for the admin page and admin API. Empty: admin is off and /admin returns 404. */
     adminToken: z.string().default(""),
+    admin: z
+      .object({
+        /** Interval between the stats snapshots each node publishes for the admin page, in ms. */
+        statsIntervalMs: positiveInt(1_000),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({
+        /** Whether /metrics serves Prometheus metrics. */
+        enabled: bool(true),
+        /** Whether /metrics needs the admin token as a Bearer header; needs adminToken set. */
+        requireAdminToken: bool(false),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

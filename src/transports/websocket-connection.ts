@@ -8,6 +8,7 @@ import type { EncodedPublication } from "../encoded.js";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
 import type { Logger } from "../log.js";
+import { ConnectionMonitor } from "./connection-monitor.js";
 import type { TransportContext } from "./transport.js";
 import type { Command, RequestId } from "./websocket-protocol.js";
 import { CommandError, errorFrame, parseCommand, replyFrame } from "./websocket-protocol.js";
@@ -31,7 +32,11 @@ export class WebSocketConnection implements Subscriber {
   private inFlight = 0;
   missedPongs = 0;
   private closing = false;
-  private readonly log: Logger;
+  /** The close code this side sent, reported instead of the peer's echo. */
+  private sentCode: number | undefined;
+  /** Label for the close when the code alone would mislead, such as 1011 for a ping timeout. */
+  private closeLabel: string | undefined;
+  private readonly monitor: ConnectionMonitor;
 
   constructor(
     readonly socket: WebSocket,
@@ -39,7 +44,7 @@ export class WebSocketConnection implements Subscriber {
     private readonly onClosed: (connection: WebSocketConnection) => void,
     remoteAddress: string,
   ) {
-    this.log = context.log.child({ connection: this.id, transport: "websocket", remote: remoteAddress });
+    this.monitor = new ConnectionMonitor(context, "websocket", this.id, remoteAddress);
     socket.on("message", (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     socket.on("pong", () => {
       this.missedPongs = 0;
@@ -48,17 +53,27 @@ export class WebSocketConnection implements Subscriber {
     socket.on("error", (error) => this.log.debug({ err: error }, "websocket error"));
   }
 
+  private get log(): Logger {
+    return this.monitor.log;
+  }
+
   /** Whether the connection is waiting on nothing: no command in flight, nothing unsent. */
   idle(): boolean {
     return this.inFlight === 0 && this.socket.bufferedAmount === 0;
   }
 
-  /** Closes the WebSocket with a code and a reason, and forces it shut if the peer never answers. */
-  close(code: number, reason: string): void {
+  /**
+   * Closes the WebSocket with a code and a reason, and forces it shut if
+   * the peer never answers. `label` names the cause in metrics and logs
+   * when it differs from the code's name.
+   */
+  close(code: number, reason: string, label?: string): void {
     if (this.closing) {
       return;
     }
     this.closing = true;
+    this.sentCode = code;
+    this.closeLabel = label;
     this.socket.close(code, reason);
     // A peer that never completes the close handshake is cut after this delay.
     const timer = setTimeout(() => this.socket.terminate(), 5_000);
@@ -83,9 +98,11 @@ export class WebSocketConnection implements Subscriber {
 
   private send(message: Buffer | string): void {
     if (this.closing) {
+      this.monitor.drop("closing");
       return;
     }
     if (this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
+      this.monitor.drop("slow_consumer");
       this.closeAsSlow();
       return;
     }
@@ -93,7 +110,10 @@ export class WebSocketConnection implements Subscriber {
   }
 
   private closeAsSlow(): void {
-    this.log.info({ buffered: this.socket.bufferedAmount }, "slow consumer closed");
+    if (this.closing) {
+      return;
+    }
+    this.monitor.slowConsumer(this.socket.bufferedAmount);
     this.close(4008, "slow consumer");
   }
 
@@ -171,10 +191,19 @@ export class WebSocketConnection implements Subscriber {
       case "presence":
         return this.presence(command.channel);
       case "refresh":
-        this.identity = await this.context.auth.authenticate(command.token);
+        this.identity = await this.authenticate(command.token);
         return {};
       case "ping":
         return {};
+    }
+  }
+
+  private async authenticate(token: string | undefined): Promise<Identity> {
+    try {
+      return await this.context.auth.authenticate(token);
+    } catch (error) {
+      this.monitor.authFailed(toHeraldError(error).code);
+      throw error;
     }
   }
 
@@ -182,8 +211,11 @@ export class WebSocketConnection implements Subscriber {
     if (this.connected) {
       throw protocolError("bad_request", "The connection is already connected.");
     }
-    this.identity = await this.context.auth.authenticate(token);
+    this.identity = await this.authenticate(token);
     this.connected = true;
+    if (!this.identity.anonymous) {
+      this.monitor.identify(this.identity.user);
+    }
 
     const restored: Array<{ channel: string; recovered: boolean }> = [];
     if (session !== undefined) {
@@ -311,7 +343,7 @@ export class WebSocketConnection implements Subscriber {
       this.context.hub.unsubscribe(subscription);
     }
     this.subscriptions.clear();
-    this.log.debug({ code }, "client disconnected");
+    this.monitor.closed(this.sentCode ?? code, this.closeLabel);
     this.onClosed(this);
   }
 }
