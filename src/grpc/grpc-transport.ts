@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,6 +10,7 @@ import { validateChannel } from "../channel.js";
 import type { EncodedPublication } from "../encoded.js";
 import { protocolError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
+import { ConnectionMonitor } from "../transports/connection-monitor.js";
 import type { Transport, TransportContext } from "../transports/transport.js";
 import { toGrpcError } from "./grpc-errors.js";
 
@@ -261,6 +263,7 @@ export class GrpcTransport implements Transport {
 class GrpcStream implements Subscriber {
   private readonly subscriptions: Subscription[] = [];
   private ended = false;
+  private readonly monitor: ConnectionMonitor;
   /** Bytes handed to grpc-js and not yet flushed; its stream counts objects, not bytes. */
   private queuedBytes = 0;
   /** Sizes of the queued writes, oldest first; write callbacks fire in the same order. */
@@ -275,6 +278,7 @@ class GrpcStream implements Subscriber {
     private readonly serializeEvent: Serialize,
     private readonly onEnd: (stream: GrpcStream) => void,
   ) {
+    this.monitor = new ConnectionMonitor(context, "grpc", randomUUID(), peerAddress(call));
     call.on("cancelled", () => this.release());
     call.on("close", () => this.release());
     call.on("error", () => this.release());
@@ -323,6 +327,7 @@ class GrpcStream implements Subscriber {
   }
 
   overflow(): void {
+    this.monitor.slowConsumer(this.queuedBytes);
     this.end(protocolError("slow_consumer", "The stream fell behind; subscribe again from your last position."));
   }
 
@@ -361,6 +366,7 @@ class GrpcStream implements Subscriber {
     for (const subscription of this.subscriptions) {
       this.context.hub.unsubscribe(subscription);
     }
+    this.monitor.closed(undefined, "stream ended");
     this.onEnd(this);
   }
 }
