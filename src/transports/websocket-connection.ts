@@ -18,11 +18,25 @@ interface SessionState {
   positions: Record<string, StreamPosition>;
 }
 
+/** The result of a subscribe command. */
+interface SubscribeReply {
+  channel: string;
+  epoch: string;
+  offset: number;
+  recovered: boolean;
+}
+
 /** One WebSocket client: its commands, subscriptions and liveness. */
 export class WebSocketConnection implements Subscriber {
   readonly id = randomUUID();
   private identity: Identity = ANONYMOUS;
-  private connected = false;
+  /**
+   * The connect in progress or done, explicit or implied by the first other
+   * command. Commands run concurrently, so every later command awaits this
+   * one promise. Otherwise an implied anonymous connect could finish after
+   * an explicit one and replace the token's identity.
+   */
+  private connecting: Promise<unknown> | undefined;
   private session: string | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channels with a subscribe command still running, so a second one is rejected. */
@@ -153,12 +167,13 @@ export class WebSocketConnection implements Subscriber {
 
   private async execute(command: Command): Promise<unknown> {
     if (command.type === "connect") {
-      return this.connect(command.token, command.session);
+      if (this.connecting) {
+        throw protocolError("bad_request", "The connection is already connected.");
+      }
+      return this.startConnect(command.token, command.session);
     }
-    if (!this.connected) {
-      // A client that skips connect is anonymous.
-      await this.connect(undefined, undefined);
-    }
+    // A client that skips connect is anonymous.
+    await (this.connecting ?? this.startConnect(undefined, undefined));
     switch (command.type) {
       case "subscribe":
         return this.subscribe(command.id, command.channel, command.since);
@@ -178,14 +193,23 @@ export class WebSocketConnection implements Subscriber {
     }
   }
 
-  private async connect(token: string | undefined, session: string | undefined): Promise<unknown> {
-    if (this.connected) {
-      throw protocolError("bad_request", "The connection is already connected.");
-    }
-    this.identity = await this.context.auth.authenticate(token);
-    this.connected = true;
+  private startConnect(token: string | undefined, session: string | undefined): Promise<unknown> {
+    const connecting = this.connect(token, session);
+    this.connecting = connecting;
+    // A rejected connect (a bad token) leaves the client unconnected, free to try again.
+    connecting.catch(() => {
+      if (this.connecting === connecting) {
+        this.connecting = undefined;
+      }
+    });
+    return connecting;
+  }
 
-    const restored: Array<{ channel: string; recovered: boolean }> = [];
+  private async connect(token: string | undefined, session: string | undefined): Promise<unknown> {
+    this.identity = await this.context.auth.authenticate(token);
+
+    // Each restored channel is reported like a subscribe reply, so the client learns its epoch.
+    const restored: SubscribeReply[] = [];
     if (session !== undefined) {
       const saved = await this.context.hub.broker.loadSession(session).catch(() => undefined);
       const state = saved === undefined ? undefined : (JSON.parse(saved) as SessionState);
@@ -193,7 +217,7 @@ export class WebSocketConnection implements Subscriber {
         this.session = session;
         for (const [channel, position] of Object.entries(state.positions)) {
           const result = await this.subscribe(undefined, channel, position).catch(() => undefined);
-          if (result && !(result instanceof Deferred)) restored.push({ channel, recovered: result.recovered });
+          if (result && !(result instanceof Deferred)) restored.push(result);
         }
       }
     }
@@ -207,7 +231,7 @@ export class WebSocketConnection implements Subscriber {
    * the recovered events, then goes live, all in one tick so that no live
    * event can slip between them.
    */
-  private async subscribe(id: RequestId | undefined, channel: string, since: StreamPosition | undefined): Promise<{ recovered: boolean } | Deferred> {
+  private async subscribe(id: RequestId | undefined, channel: string, since: StreamPosition | undefined): Promise<SubscribeReply | Deferred> {
     validateChannel(channel);
     if (this.subscriptions.has(channel) || this.subscribing.has(channel)) {
       throw protocolError("already_subscribed", `Already subscribed to ${channel}.`);
@@ -230,7 +254,7 @@ export class WebSocketConnection implements Subscriber {
     }
     this.subscriptions.set(channel, result.subscription);
 
-    const reply = { channel, epoch: result.epoch, offset: since?.offset ?? result.top, recovered: result.recovered };
+    const reply: SubscribeReply = { channel, epoch: result.epoch, offset: since?.offset ?? result.top, recovered: result.recovered };
     if (id !== undefined) {
       this.socket.send(replyFrame(id, reply));
     }
@@ -242,7 +266,7 @@ export class WebSocketConnection implements Subscriber {
     }
     result.subscription.activate();
     this.saveSession();
-    return id === undefined ? { recovered: result.recovered } : DEFERRED;
+    return id === undefined ? reply : DEFERRED;
   }
 
   private async unsubscribe(channel: string): Promise<unknown> {
