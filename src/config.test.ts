@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -181,5 +181,28 @@ describe("loadConfig", () => {
   test("empty file gives the defaults", () => {
     const empty = writeFile("empty.yaml", "");
     assert.equal(loadConfig({ env: {}, argv: ["--config", empty] }).port, 8080);
+  });
+
+  test("every setting is documented", () => {
+    const doc = readFileSync(new URL("../docs/configuration.md", import.meta.url), "utf8");
+    const paths: string[] = [];
+    const walk = (value: object, prefix: string) => {
+      for (const [key, inner] of Object.entries(value)) {
+        if (key === "namespaces") {
+          continue;
+        }
+        if (typeof inner === "object" && inner !== null && !Array.isArray(inner)) {
+          walk(inner, `${prefix}${key}.`);
+        } else {
+          paths.push(prefix + key);
+        }
+      }
+    };
+    walk(loadConfig({ env: {} }), "");
+    assert.ok(paths.length > 30, `found ${paths.length} settings`);
+    assert.match(doc, /^## namespaces$/m);
+    for (const path of paths) {
+      assert.ok(doc.includes(`| \`${path}\` |`), `${path} has a row in docs/configuration.md`);
+    }
   });
 });

@@ -88,6 +88,7 @@ describe("websocket resume", () => {
     assert.equal(reply.type, "reply");
     assert.equal(reply.result.recovered, false);
     assert.equal(reply.result.epoch, first.epoch);
+    assert.equal(reply.result.offset, 10, "delivery continues after the newest offset");
     const gap = await client.waitFor((message) => message.type === "gap");
     assert.deepEqual(gap, { type: "gap", channel, epoch: first.epoch, offset: 10 });
     assert.equal(client.pubs(channel).length, 0, "no partial history is sent after a gap");

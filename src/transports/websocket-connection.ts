@@ -254,7 +254,9 @@ export class WebSocketConnection implements Subscriber {
     }
     this.subscriptions.set(channel, result.subscription);
 
-    const reply: SubscribeReply = { channel, epoch: result.epoch, offset: since?.offset ?? result.top, recovered: result.recovered };
+    // The offset after which events follow: the requested one when recovered, else the channel's top.
+    const offset = since !== undefined && result.recovered ? since.offset : result.top;
+    const reply: SubscribeReply = { channel, epoch: result.epoch, offset, recovered: result.recovered };
     if (id !== undefined) {
       this.socket.send(replyFrame(id, reply));
     }
