@@ -30,13 +30,13 @@ interface SubscribeReply {
 export class WebSocketConnection implements Subscriber {
   readonly id = randomUUID();
   private identity: Identity = ANONYMOUS;
+  private connected = false;
   /**
-   * The connect in progress or done, explicit or implied by the first other
-   * command. Commands run concurrently, so every later command awaits this
-   * one promise. Otherwise an implied anonymous connect could finish after
-   * an explicit one and replace the token's identity.
+   * The token check of a connect in progress. Commands run concurrently, so
+   * a command that arrives meanwhile awaits it. Otherwise it would start an
+   * anonymous connect of its own that could replace the token's identity.
    */
-  private connecting: Promise<unknown> | undefined;
+  private authenticating: Promise<Identity> | undefined;
   private session: string | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channels with a subscribe command still running, so a second one is rejected. */
@@ -167,13 +167,12 @@ export class WebSocketConnection implements Subscriber {
 
   private async execute(command: Command): Promise<unknown> {
     if (command.type === "connect") {
-      if (this.connecting) {
-        throw protocolError("bad_request", "The connection is already connected.");
-      }
-      return this.startConnect(command.token, command.session);
+      return this.connect(command.token, command.session);
     }
-    // A client that skips connect is anonymous.
-    await (this.connecting ?? this.startConnect(undefined, undefined));
+    if (!this.connected) {
+      // A client that skips connect is anonymous.
+      await (this.authenticating ?? this.connect(undefined, undefined));
+    }
     switch (command.type) {
       case "subscribe":
         return this.subscribe(command.id, command.channel, command.since);
@@ -193,20 +192,17 @@ export class WebSocketConnection implements Subscriber {
     }
   }
 
-  private startConnect(token: string | undefined, session: string | undefined): Promise<unknown> {
-    const connecting = this.connect(token, session);
-    this.connecting = connecting;
-    // A rejected connect (a bad token) leaves the client unconnected, free to try again.
-    connecting.catch(() => {
-      if (this.connecting === connecting) {
-        this.connecting = undefined;
-      }
-    });
-    return connecting;
-  }
-
   private async connect(token: string | undefined, session: string | undefined): Promise<unknown> {
-    this.identity = await this.context.auth.authenticate(token);
+    if (this.connected || this.authenticating) {
+      throw protocolError("bad_request", "The connection is already connected.");
+    }
+    this.authenticating = this.context.auth.authenticate(token);
+    try {
+      this.identity = await this.authenticating;
+    } finally {
+      this.authenticating = undefined;
+    }
+    this.connected = true;
 
     // Each restored channel is reported like a subscribe reply, so the client learns its epoch.
     const restored: SubscribeReply[] = [];
