@@ -36,6 +36,7 @@ export async function publishCommand(argv: string[]): Promise<number> {
     console.error("Usage: herald publish CHANNEL JSON [--url URL] [--api-key KEY]");
     return 2;
   }
+
   let data: unknown;
   try {
     data = JSON.parse(json);
@@ -43,9 +44,11 @@ export async function publishCommand(argv: string[]): Promise<number> {
     console.error(`The data is not valid JSON: ${(error as Error).message}. Quote it for the shell, for example '{"text":"hi"}'.`);
     return 2;
   }
+
   const base = flags.get("url") ?? process.env.HERALD_URL ?? "http://127.0.0.1:8080";
   const apiKey = flags.get("api-key") ?? process.env.HERALD_API_KEY;
   const endpoint = new URL("/api/publish", base);
+
   let response: Response;
   try {
     response = await fetch(endpoint, {
@@ -58,6 +61,7 @@ export async function publishCommand(argv: string[]): Promise<number> {
     console.error(`Publish to ${endpoint.href} failed: ${cause}. Check that herald serve runs there, or pass --url.`);
     return 1;
   }
+
   const text = await response.text();
   console.log(text);
   return response.ok ? 0 : 1;

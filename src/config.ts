@@ -420,7 +420,7 @@ function leafSchema(path: string): z.ZodType | undefined {
   return undefined;
 }
 
-/** The value schema of a record, under its default wrappers; undefined for other schemas. */
+/** Returns the value schema of a record under its default wrappers, or undefined for other schemas. */
 function recordValues(schema: z.ZodType): z.ZodType | undefined {
   let current: unknown = schema;
   for (let depth = 0; depth < 5 && current; depth++) {

@@ -8,7 +8,7 @@ import { startProcess, type Managed } from "./support/processes.js";
 
 const BIN = fileURLToPath(new URL("../bin/herald.js", import.meta.url));
 
-/** An environment without HERALD_* variables, so the parent's settings do not leak in. */
+/** Returns the environment without HERALD_* variables, so the parent's settings do not leak in. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) {

@@ -204,7 +204,7 @@ describe("websocket ping", () => {
     assert.equal(closed.reason, "ping timeout");
     assert.equal(pings, 2, "closed after exactly two unanswered pings");
 
-    // Wait well past the timeout: the client that answers stays open.
+    // Wait well past the timeout: the client that sends pongs stays open.
     await new Promise((resolve) => setTimeout(resolve, 600));
     assert.equal(answering.socket.readyState, answering.socket.OPEN);
     const reply = await answering.request({ type: "ping" });

@@ -15,7 +15,7 @@ describe("websocket resume", () => {
   let node: Awaited<ReturnType<typeof startHerald>>;
 
   before(async () => {
-    node = await startHerald({ namespaces: { small: { historySize: 5 } } });
+    node = await startHerald({ namespaces: { small: { historySize: 5 }, big: { historySize: 1000 } } });
   });
 
   after(async () => {
@@ -55,6 +55,38 @@ describe("websocket resume", () => {
     assert.equal(all[50].offset, 56);
     assert.equal(second.messages.some((message) => message.type === "gap"), false);
     second.close();
+  });
+
+  test("resume during concurrent publishes misses nothing", async () => {
+    const channel = "big:busy";
+    const first = await publish(node.http, channel, { n: 1 });
+    let publishing = true;
+    const publisher = (async () => {
+      for (let n = 2; n <= 400; n++) {
+        await publish(node.http, channel, { n });
+      }
+      publishing = false;
+    })();
+
+    // Subscribers join at different moments while events keep arriving.
+    const clients: TestClient[] = [];
+    while (publishing && clients.length < 8) {
+      const client = await TestClient.open(node.ws);
+      const reply = await client.request({ type: "subscribe", channel, since: { epoch: first.epoch, offset: 1 } });
+      assert.equal(reply.result.recovered, true);
+      clients.push(client);
+    }
+    await publisher;
+    assert.ok(clients.length >= 2, `only ${clients.length} clients joined while publishing`);
+
+    for (const client of clients) {
+      const events = await client.waitForPubs(channel, 399);
+      assert.deepEqual(
+        events.map((event) => event.offset),
+        Array.from({ length: 399 }, (_, i) => i + 2),
+      );
+      client.close();
+    }
   });
 
   test("resume of a quiet channel after its last subscriber left", async () => {

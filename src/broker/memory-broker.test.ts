@@ -5,7 +5,7 @@ import { MemoryBroker } from "./memory-broker.js";
 
 const OPTIONS: PublishOptions = { historySize: 3, historyTtlMs: 60_000 };
 
-/** A listener that records what the broker hands to the node. */
+/** Returns a listener that records what the broker hands to the node. */
 function recorder(): BrokerListener & { publications: Publication[]; available: boolean[] } {
   const publications: Publication[] = [];
   const available: boolean[] = [];
