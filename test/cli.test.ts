@@ -106,6 +106,13 @@ describe("herald publish and subscribe", () => {
     assert.equal(code, 0, "subscribe exits 0 on Ctrl-C");
   });
 
+  test("subscribe to an invalid channel exits 1", async () => {
+    const { code, stderr } = await run(["subscribe", "bad channel", "--url", `ws://127.0.0.1:${port}/ws`]);
+    assert.equal(code, 1);
+    assert.match(stderr, /error invalid_channel/);
+    assert.match(stderr, /not reconnecting/);
+  });
+
   test("publish with invalid JSON exits 2", async () => {
     const { code, stderr } = await run(["publish", "news", "{text:hi}", "--url", `http://127.0.0.1:${port}`]);
     assert.equal(code, 2);
