@@ -57,6 +57,18 @@ describe("herald serve", () => {
     assert.match(stderr, /websocket\.missedPongs \(from HERALD_WEBSOCKET_MISSED_PONGS\): got "zero"/);
   });
 
+  test("port in use exits 1 with advice", async () => {
+    const busy = await startHerald();
+    try {
+      const { code, stderr } = await run(["serve", "--port", String(busy.port), "--host", "127.0.0.1", "--log-level", "silent"]);
+      assert.equal(code, 1);
+      assert.match(stderr, new RegExp(`Cannot listen on 127\\.0\\.0\\.1:${busy.port}: the port is already in use`));
+      assert.match(stderr, /--port/);
+    } finally {
+      await busy.close();
+    }
+  });
+
   test("unknown command prints usage", async () => {
     const { code, stderr } = await run(["sever"]);
     assert.equal(code, 2);
