@@ -88,6 +88,21 @@ describe("Hub", () => {
     await broker.close();
   });
 
+  test("recovery buffer overflow ends the subscription", async () => {
+    const { hub, broker } = await startHub();
+    const recorder = new Recorder();
+    const result = await hub.subscribe(recorder, "c");
+    // 10,000 events are buffered while the subscriber has not gone live; one more overflows.
+    for (let n = 1; n <= 10_001; n++) {
+      await hub.publish("c", String(n));
+    }
+    assert.equal(recorder.overflowed, true);
+    assert.equal(result.subscription.closed, true);
+    result.subscription.activate();
+    assert.deepEqual(recorder.offsets(), [], "an overflowed subscription delivers nothing");
+    await broker.close();
+  });
+
   test("hole in offsets is filled from history", async () => {
     const { hub, broker } = await startHub();
     const recorder = new Recorder();
