@@ -202,6 +202,13 @@ const ENV_ALIASES: Record<string, string> = {
   HERALD_TLS_KEY: "tls.key",
 };
 
+/**
+ * HERALD_* variables that are not server settings: the CLI client and the
+ * tests read them. Any other unknown HERALD_* name is rejected as a typo.
+ */
+const ENV_NOT_SETTINGS = new Set(["HERALD_URL", "HERALD_WS_URL", "HERALD_TOKEN", "HERALD_CHROMIUM"]);
+const ENV_NOT_SETTINGS_PREFIX = "HERALD_TEST_";
+
 /** Flags that take a value, mapped to their setting. */
 const FLAG_PATHS: Record<string, string> = {
   port: "port",
@@ -240,6 +247,9 @@ export function loadConfig(options: LoadOptions = {}): Config {
     if (!name.startsWith("HERALD_") || name === "HERALD_CONFIG" || value === undefined) {
       continue;
     }
+    if (ENV_NOT_SETTINGS.has(name) || name.startsWith(ENV_NOT_SETTINGS_PREFIX)) {
+      continue;
+    }
     const path = ENV_ALIASES[name] ?? envNameToPath(name);
     if (path === undefined) {
       throw new ConfigError(`Unknown environment variable ${name}: no setting matches it.`);
@@ -248,9 +258,9 @@ export function loadConfig(options: LoadOptions = {}): Config {
     sources.set(path, { source: "env", name });
   }
 
-  for (const [path, value] of flags) {
+  for (const { path, value, flag } of flags) {
     setPath(raw, path, coerce(path, value));
-    sources.set(path, { source: "flag", name: `--${path}` });
+    sources.set(path, { source: "flag", name: flag });
   }
 
   if (options.overrides) {
@@ -259,16 +269,35 @@ export function loadConfig(options: LoadOptions = {}): Config {
 
   const result = configSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
-    const lines = result.error.issues.map((issue) => {
-      const path = issue.path.join(".");
-      const origin = sources.get(path);
-      const where = origin ? ` (from ${origin.name})` : "";
-      const given = "input" in issue ? ` got ${JSON.stringify(issue.input)};` : "";
-      return `  ${path || "(root)"}${where}:${given} ${issue.message}`;
-    });
+    const lines = result.error.issues.flatMap((issue) => describeIssue(issue, sources));
     throw new ConfigError(`Invalid settings:\n${lines.join("\n")}`);
   }
   return deepFreeze(result.data);
+}
+
+/** Formats one zod issue as lines naming the setting, where it came from, the value and what is allowed. */
+function describeIssue(issue: z.core.$ZodIssue, sources: Map<string, { name: string }>): string[] {
+  const base = issue.path.map(String);
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => {
+      const path = [...base, key].join(".");
+      return `  ${path}${originOf(path, sources)}: unknown setting; see docs/configuration.md for the settings.`;
+    });
+  }
+  const path = base.join(".");
+  const given = "input" in issue ? ` got ${JSON.stringify(issue.input)};` : "";
+  return [`  ${path || "(root)"}${originOf(path, sources)}:${given} ${issue.message}`];
+}
+
+/** Names the file, variable or flag that set `path` or the group that contains it. */
+function originOf(path: string, sources: Map<string, { name: string }>): string {
+  for (let end = path.length; end > 0; end = path.lastIndexOf(".", end - 1)) {
+    const origin = sources.get(path.slice(0, end));
+    if (origin) {
+      return ` (from ${origin.name})`;
+    }
+  }
+  return "";
 }
 
 function readConfigFile(path: string): Raw {
@@ -293,8 +322,15 @@ function readConfigFile(path: string): Raw {
   return parsed as Raw;
 }
 
-function parseFlags(argv: string[]): { flags: Array<[string, string]>; configPath: string | undefined } {
-  const flags: Array<[string, string]> = [];
+interface FlagSetting {
+  path: string;
+  value: string;
+  /** The flag as given, for error messages. */
+  flag: string;
+}
+
+function parseFlags(argv: string[]): { flags: FlagSetting[]; configPath: string | undefined } {
+  const flags: FlagSetting[] = [];
   let configPath: string | undefined;
 
   for (let i = 0; i < argv.length; i++) {
@@ -316,9 +352,10 @@ function parseFlags(argv: string[]): { flags: Array<[string, string]>; configPat
       if (split <= 0) {
         throw new ConfigError(`--set takes path=value, for example --set websocket.pingIntervalMs=10000; got ${JSON.stringify(value)}.`);
       }
-      flags.push([value.slice(0, split), value.slice(split + 1)]);
+      const path = value.slice(0, split);
+      flags.push({ path, value: value.slice(split + 1), flag: `--set ${path}` });
     } else if (FLAG_PATHS[name] !== undefined) {
-      flags.push([FLAG_PATHS[name], value]);
+      flags.push({ path: FLAG_PATHS[name], value, flag: `--${name}` });
     } else {
       throw new ConfigError(`Unknown flag --${name}. Known flags: --config, --set, ${Object.keys(FLAG_PATHS).map((f) => `--${f}`).join(", ")}.`);
     }
@@ -401,7 +438,33 @@ function leafSchema(path: string): z.ZodType | undefined {
     if (i === parts.length - 1) {
       return node;
     }
-    shape = objectShape(node);
+    const entries = recordValues(node);
+    if (entries) {
+      // A record level (namespaces.<name>) consumes one part of the path.
+      i++;
+      if (i === parts.length - 1) {
+        return entries;
+      }
+      shape = objectShape(entries);
+    } else {
+      shape = objectShape(node);
+    }
+  }
+  return undefined;
+}
+
+/** Returns the value schema of a record under its default wrappers, or undefined for other schemas. */
+function recordValues(schema: z.ZodType): z.ZodType | undefined {
+  let current: unknown = schema;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const def = (current as { def?: { type?: string; innerType?: unknown; valueType?: z.ZodType } }).def;
+    if (!def) {
+      return undefined;
+    }
+    if (def.type === "record") {
+      return def.valueType;
+    }
+    current = def.innerType;
   }
   return undefined;
 }

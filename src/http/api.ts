@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
 import { ApiKeys } from "../auth/api-keys.js";
+import { validateChannel } from "../channel.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
@@ -111,7 +112,9 @@ function parseItem(body: unknown, headerKey: string | undefined): PublishItem {
   if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
     throw protocolError("invalid_command", `The idempotency key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters.`);
   }
-  return { channel: parsed.data.channel, data: JSON.stringify(parsed.data.data), idempotencyKey };
+  // Checked here, not only in the hub, so that a batch with a bad name publishes none of its items.
+  const channel = validateChannel(parsed.data.channel);
+  return { channel, data: JSON.stringify(parsed.data.data), idempotencyKey };
 }
 
 function parseCount(text: string | null, name: string, fallback: number): number {

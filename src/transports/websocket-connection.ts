@@ -19,11 +19,25 @@ interface SessionState {
   positions: Record<string, StreamPosition>;
 }
 
+/** The result of a subscribe command. */
+interface SubscribeReply {
+  channel: string;
+  epoch: string;
+  offset: number;
+  recovered: boolean;
+}
+
 /** One WebSocket client: its commands, subscriptions and liveness. */
 export class WebSocketConnection implements Subscriber {
   readonly id = randomUUID();
   private identity: Identity = ANONYMOUS;
   private connected = false;
+  /**
+   * The token check of a connect in progress. Commands run concurrently, so
+   * a command that arrives meanwhile awaits it. Otherwise it would start an
+   * anonymous connect of its own that could replace the token's identity.
+   */
+  private authenticating: Promise<Identity> | undefined;
   private session: string | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channels with a subscribe command still running, so a second one is rejected. */
@@ -177,7 +191,7 @@ export class WebSocketConnection implements Subscriber {
     }
     if (!this.connected) {
       // A client that skips connect is anonymous.
-      await this.connect(undefined, undefined);
+      await (this.authenticating ?? this.connect(undefined, undefined));
     }
     switch (command.type) {
       case "subscribe":
@@ -208,16 +222,22 @@ export class WebSocketConnection implements Subscriber {
   }
 
   private async connect(token: string | undefined, session: string | undefined): Promise<unknown> {
-    if (this.connected) {
+    if (this.connected || this.authenticating) {
       throw protocolError("bad_request", "The connection is already connected.");
     }
-    this.identity = await this.authenticate(token);
+    this.authenticating = this.authenticate(token);
+    try {
+      this.identity = await this.authenticating;
+    } finally {
+      this.authenticating = undefined;
+    }
     this.connected = true;
     if (!this.identity.anonymous) {
       this.monitor.identify(this.identity.user);
     }
 
-    const restored: Array<{ channel: string; recovered: boolean }> = [];
+    // Each restored channel is reported like a subscribe reply, so the client learns its epoch.
+    const restored: SubscribeReply[] = [];
     if (session !== undefined) {
       const saved = await this.context.hub.broker.loadSession(session).catch(() => undefined);
       const state = saved === undefined ? undefined : (JSON.parse(saved) as SessionState);
@@ -225,7 +245,7 @@ export class WebSocketConnection implements Subscriber {
         this.session = session;
         for (const [channel, position] of Object.entries(state.positions)) {
           const result = await this.subscribe(undefined, channel, position).catch(() => undefined);
-          if (result && !(result instanceof Deferred)) restored.push({ channel, recovered: result.recovered });
+          if (result && !(result instanceof Deferred)) restored.push(result);
         }
       }
     }
@@ -239,7 +259,7 @@ export class WebSocketConnection implements Subscriber {
    * the recovered events, then goes live, all in one tick so that no live
    * event can slip between them.
    */
-  private async subscribe(id: RequestId | undefined, channel: string, since: StreamPosition | undefined): Promise<{ recovered: boolean } | Deferred> {
+  private async subscribe(id: RequestId | undefined, channel: string, since: StreamPosition | undefined): Promise<SubscribeReply | Deferred> {
     validateChannel(channel);
     if (this.subscriptions.has(channel) || this.subscribing.has(channel)) {
       throw protocolError("already_subscribed", `Already subscribed to ${channel}.`);
@@ -262,7 +282,9 @@ export class WebSocketConnection implements Subscriber {
     }
     this.subscriptions.set(channel, result.subscription);
 
-    const reply = { channel, epoch: result.epoch, offset: since?.offset ?? result.top, recovered: result.recovered };
+    // The offset after which events follow: the requested one when recovered, else the channel's top.
+    const offset = since !== undefined && result.recovered ? since.offset : result.top;
+    const reply: SubscribeReply = { channel, epoch: result.epoch, offset, recovered: result.recovered };
     if (id !== undefined) {
       this.socket.send(replyFrame(id, reply));
     }
@@ -274,7 +296,7 @@ export class WebSocketConnection implements Subscriber {
     }
     result.subscription.activate();
     this.saveSession();
-    return id === undefined ? { recovered: result.recovered } : DEFERRED;
+    return id === undefined ? reply : DEFERRED;
   }
 
   private async unsubscribe(channel: string): Promise<unknown> {
