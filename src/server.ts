@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Authenticator } from "./auth/identity.js";
 import { AnonymousAuthenticator } from "./auth/identity.js";
@@ -10,9 +9,11 @@ import { Namespaces } from "./channel.js";
 import type { Config } from "./config.js";
 import { protocolError } from "./errors.js";
 import { PublishApi } from "./http/api.js";
+import { Listener } from "./http/listener.js";
 import { sendError, sendJson } from "./http/respond.js";
 import { Hub } from "./hub.js";
 import { createLogger, type Logger } from "./log.js";
+import { SseTransport } from "./transports/sse.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
@@ -30,7 +31,8 @@ export class HeraldServer {
   readonly log: Logger;
   readonly hub: Hub;
   readonly nodeId: string;
-  private readonly http: Server;
+  /** The listening socket and its open connections (HTTP/1.1, and HTTP/2 when configured). */
+  readonly listener: Listener;
   private readonly api: PublishApi;
   private readonly transports: Transport[];
   private readonly websocket: WebSocketTransport;
@@ -63,30 +65,18 @@ export class HeraldServer {
       state: () => this.state,
     };
     this.websocket = new WebSocketTransport(context);
-    this.transports = [this.websocket];
+    this.transports = [this.websocket, new SseTransport(context)];
 
-    this.http = createServer((req, res) => this.route(req, res));
-    this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
-    this.http.on("clientError", (error, socket) => {
-      // Malformed HTTP from one client: answer 400 and keep serving others.
-      if (socket.writable) {
-        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-      } else {
-        socket.destroy(error);
-      }
+    this.listener = new Listener(config, {
+      request: (req, res) => this.route(req, res),
+      upgrade: (req, socket, head) => this.upgrade(req, socket, head),
     });
   }
 
   /** Starts the broker and listens; resolves with the bound port. */
   async start(): Promise<number> {
     await this.hub.start();
-    await new Promise<void>((resolve, reject) => {
-      this.http.once("error", reject);
-      this.http.listen(this.config.port, this.config.host, () => {
-        this.http.off("error", reject);
-        resolve();
-      });
-    });
+    await this.listener.listen(this.config.port, this.config.host);
     const port = this.port;
     this.log.info({ port, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
     if (this.config.apiKeys.length === 0) {
@@ -96,7 +86,7 @@ export class HeraldServer {
   }
 
   get port(): number {
-    return (this.http.address() as AddressInfo | null)?.port ?? 0;
+    return this.listener.address()?.port ?? 0;
   }
 
   get nodeState(): NodeState {
@@ -142,11 +132,7 @@ export class HeraldServer {
     }
 
     this.state = "closed";
-    await new Promise<void>((resolve) => {
-      this.http.close(() => resolve());
-      // Keep-alive sockets would hold close() open until their own timeout.
-      this.http.closeAllConnections();
-    });
+    await this.listener.close();
     await this.hub.broker.close();
     this.log.info("herald stopped");
   }
