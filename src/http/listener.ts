@@ -38,9 +38,9 @@ export const HTTP2_MAX_CONCURRENT_STREAMS = 1000;
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
 /**
- * The node's listening socket. It serves HTTP/1.1 alone by default; with
- * `tls.cert` and `tls.key` it serves TLS with ALPN offering h2 and
- * http/1.1; with `h2c` it serves HTTP/2 with prior knowledge beside
+ * The node's listening socket. By default it serves HTTP/1.1 alone. With
+ * `tls.cert` and `tls.key` it serves TLS, with ALPN offering h2 and
+ * http/1.1. With `h2c` it serves HTTP/2 with prior knowledge beside
  * HTTP/1.1 on a plain port. WebSocket upgrades work in every mode because
  * they always arrive over HTTP/1.1.
  */
@@ -103,8 +103,9 @@ export class Listener {
   }
 
   /**
-   * A TCP server that reads the first bytes of each connection: the
-   * HTTP/2 preface goes to an HTTP/2 server, anything else to HTTP/1.1.
+   * Creates a TCP server that reads the first bytes of each connection and
+   * hands it to the HTTP/2 server when they are the HTTP/2 preface, else
+   * to the HTTP/1.1 server.
    */
   private createPlainSniffer(handlers: ListenerHandlers, settings: Settings): NetServer {
     const http1 = createServer(handlers.request);
@@ -126,6 +127,8 @@ export class Listener {
           http2.emit("connection", new ReplayingSocket(socket));
         } else {
           http1.emit("connection", socket);
+          // The HTTP/1.1 parser listens for 'data' but leaves the socket as it finds it.
+          socket.resume();
         }
       };
       socket.on("data", onData);
@@ -137,7 +140,7 @@ export class Listener {
 function attachHttp1(server: HttpServer | Http2SecureServer | Http2Server, handlers: ListenerHandlers): void {
   server.on("upgrade", handlers.upgrade);
   server.on("clientError", (error: Error, socket: Duplex) => {
-    // Malformed HTTP from one client: answer 400 and keep serving others.
+    // Malformed HTTP from one client gets a 400, and the others are still served.
     if (socket.writable) {
       socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     } else {
@@ -153,8 +156,8 @@ function compat(handler: RequestHandler): (req: Http2ServerRequest, res: Http2Se
 /**
  * A TCP socket seen through a plain Duplex, so that bytes already read
  * from it (and put back with unshift) reach the HTTP/2 session. Node 20's
- * HTTP/2 session reads a raw socket straight from its handle and would
- * skip them; a Duplex without a handle is read through the stream API.
+ * HTTP/2 session reads a raw socket straight from its handle, so it would
+ * skip them. It reads a Duplex without a handle through the stream API.
  *
  * NOTE: requests on such a session report no remote address, so the
  * loopback check of the publish API rejects them; use HTTP/1.1 or an API
