@@ -141,6 +141,10 @@ export class SseStream implements Subscriber {
    * Writes a heartbeat, or cuts the stream when the client has taken no
    * byte of its buffered output for several heartbeats in a row: a peer
    * that vanished without a FIN, or one that stopped reading.
+   *
+   * NOTE: a vanished peer's heartbeats sit in the kernel's send buffer,
+   * not in writableLength, so an idle stream to such a peer stays until
+   * the kernel stops retransmitting (about 15 min with Linux defaults).
    */
   heartbeat(): void {
     if (!this.started || this.closed) {
@@ -171,7 +175,9 @@ export class SseStream implements Subscriber {
     }
   }
 
+  /** Cuts the connection (the HTTP/2 stream alone over HTTP/2) and releases the subscriptions at once. */
   destroy(): void {
+    this.close();
     this.res.destroy();
   }
 
