@@ -30,7 +30,11 @@ describe("sse", () => {
   let node: Node;
 
   before(async () => {
-    node = await startHerald({ sse: { retryMs: 100 }, limits: { maxChannelsPerConnection: 4 } });
+    node = await startHerald({
+      sse: { retryMs: 100 },
+      limits: { maxChannelsPerConnection: 4 },
+      namespaces: { race: { historySize: 1_000 } },
+    });
   });
 
   after(async () => {
@@ -102,6 +106,42 @@ describe("sse", () => {
       }
     } finally {
       source.close();
+    }
+  });
+
+  test("events during replay are sent once", async () => {
+    const first = await publishDirect(node, "race:main", { i: 1 });
+    const cursor = encodeCursor(["race:main", "race:quiet"], new Map([
+      ["race:main", { epoch: first.epoch, offset: 1 }],
+      ["race:quiet", { epoch: (await publishDirect(node, "race:quiet", 0)).epoch, offset: 1 }],
+    ]));
+    const last = 400;
+    const publishing = (async () => {
+      for (let i = 2; i <= last; i++) {
+        await publishDirect(node, "race:main", { i });
+        if (i % 10 === 0) {
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+    })();
+    let published = false;
+    void publishing.then(() => {
+      published = true;
+    });
+    const streams = [];
+    let openedWhilePublishing = 0;
+    for (let k = 0; k < 10; k++) {
+      streams.push(await openSse(`${node.http}/sse?channel=race:main&channel=race:quiet`, { "Last-Event-ID": cursor }));
+      openedWhilePublishing += published ? 0 : 1;
+    }
+    await publishing;
+    assert.ok(openedWhilePublishing >= 2, `${openedWhilePublishing} streams opened while publishing`);
+    const expected = Array.from({ length: last - 1 }, (_, i) => i + 2);
+    for (const stream of streams) {
+      await stream.recorder.waitForMessages(expected.length);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(stream.recorder.messages().map((message) => message.offset), expected);
+      stream.close();
     }
   });
 

@@ -121,8 +121,11 @@ export class SseStream implements Subscriber {
       this.write(event.sseEvent);
       return;
     }
+    // Corked, the per-stream id line and the shared data go out as one chunk.
+    this.res.cork();
     this.write(`id: ${this.cursor()}\n`);
     this.write(event.sseData);
+    this.res.uncork();
   }
 
   gap(subscription: Subscription, position: StreamPosition): void {
