@@ -58,11 +58,14 @@ async function openStreams(session: ClientHttp2Session, path: string, count: num
   return recorders;
 }
 
-async function fanOutOverOneSession(node: Node, session: ClientHttp2Session, channel: string): Promise<void> {
+/** Opens the streams on `channels` (the first gets the events) and checks each receives all of them. */
+async function fanOutOverOneSession(node: Node, session: ClientHttp2Session, channels: string[]): Promise<void> {
   await settled(session);
   assert.ok((session.remoteSettings.maxConcurrentStreams ?? 0) >= STREAMS);
-  const recorders = await openStreams(session, `/sse?channel=${channel}`, STREAMS);
-  assert.equal(node.server.hub.subscriptionCount, STREAMS);
+  const query = channels.map((channel) => `channel=${channel}`).join("&");
+  const recorders = await openStreams(session, `/sse?${query}`, STREAMS);
+  assert.equal(node.server.hub.subscriptionCount, STREAMS * channels.length);
+  const channel = channels[0]!;
   assert.equal(node.server.listener.sockets.size, 1, "every stream shares one connection");
 
   for (let i = 1; i <= EVENTS; i++) {
@@ -95,7 +98,7 @@ describe("sse over http2 with tls", () => {
 
   test("200 streams share one connection", async () => {
     const session = connect(`https://127.0.0.1:${node.port}`, { ca: cert });
-    await fanOutOverOneSession(node, session, "tls-fan");
+    await fanOutOverOneSession(node, session, ["tls-fan"]);
     assert.equal(session.alpnProtocol, "h2");
   });
 
@@ -123,7 +126,8 @@ describe("sse over h2c", () => {
 
   test("200 streams share one connection", async () => {
     const session = connect(`http://127.0.0.1:${node.port}`);
-    await fanOutOverOneSession(node, session, "h2c-fan");
+    // Two channels, so each stream builds its own ids on the HTTP/2 path too.
+    await fanOutOverOneSession(node, session, ["h2c-fan", "h2c-other"]);
   });
 
   test("http/1.1 is served on the same port", async () => {

@@ -369,3 +369,50 @@ function pausedReader(port: number, path: string): Promise<ReturnType<typeof con
     socket.once("error", reject);
   });
 }
+
+describe("sse authentication", () => {
+  /** Records each token and answers anonymous after a delay, like a JWKS fetch would. */
+  class SlowAuthenticator {
+    readonly enabled = false;
+    readonly tokens: Array<string | undefined> = [];
+    async authenticate(token: string | undefined) {
+      this.tokens.push(token);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return new AnonymousAuthenticator().authenticate(undefined);
+    }
+  }
+
+  test("token comes from header or query", async () => {
+    const auth = new SlowAuthenticator();
+    const node = await startHerald({}, { authenticator: auth });
+    try {
+      const byHeader = await openSse(`${node.http}/sse?channel=t`, { Authorization: "Bearer header-token" });
+      const byQuery = await openSse(`${node.http}/sse?channel=t&token=query-token`);
+      const without = await openSse(`${node.http}/sse?channel=t`);
+      for (const stream of [byHeader, byQuery, without]) {
+        await stream.recorder.waitFor(() => stream.recorder.named("subscribed").length === 1);
+        stream.close();
+      }
+      assert.deepEqual(auth.tokens, ["header-token", "query-token", undefined]);
+    } finally {
+      await node.close();
+    }
+  });
+
+  test("client leaving during the token check is released", async () => {
+    const auth = new SlowAuthenticator();
+    const node = await startHerald({}, { authenticator: auth });
+    try {
+      const socket = connect(node.port, "127.0.0.1");
+      socket.on("error", () => undefined);
+      socket.write("GET /sse?channel=leaver HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      await waitUntil(() => auth.tokens.length === 1, 5_000, "the token check to start");
+      socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(node.server.hub.subscriptionCount, 0);
+      assert.equal(node.server.hub.channelCount, 0);
+    } finally {
+      await node.close();
+    }
+  });
+});

@@ -96,11 +96,9 @@ export class SseTransport implements Transport {
       return;
     }
     const request = parseSseRequest(req, url, config.limits.maxChannelsPerConnection);
-    const identity = await auth.authenticate(request.token);
-    for (const channel of request.channels) {
-      checkSubscribe(identity, hub.namespaceOf(channel), channel);
-    }
 
+    // The stream watches the response from this tick on, so a client that
+    // leaves while the token is checked or history is read is released.
     const stream = new SseStream(res, request.channels, {
       hub,
       log: this.log,
@@ -113,6 +111,11 @@ export class SseTransport implements Transport {
     res.once("error", () => stream.close());
     if (this.drained !== undefined) {
       stream.drain();
+    }
+
+    const identity = await auth.authenticate(request.token);
+    for (const channel of request.channels) {
+      checkSubscribe(identity, hub.namespaceOf(channel), channel);
     }
     await stream.start(request.since);
   }
