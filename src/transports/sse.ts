@@ -91,7 +91,7 @@ export class SseTransport implements Transport {
     const { config, hub, auth } = this.context;
     if (this.context.state() !== "running") {
       // EventSource stops for good on any status but 200, so a node that
-      // will not serve the stream still answers 200 and asks it to retry.
+      // will not serve the stream still responds 200 with a retry delay.
       sendReconnectLater(res, config.sse.retryMs);
       return;
     }
