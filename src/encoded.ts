@@ -1,4 +1,6 @@
 import type { Publication } from "./broker/broker.js";
+import { encodeCursor } from "./cursor.js";
+import { dataField } from "./transports/sse-wire.js";
 
 /**
  * A publication with its wire encodings, each built at most once and then
@@ -8,6 +10,8 @@ export class EncodedPublication {
   private wsBytes: Buffer | undefined;
   private jsonText: string | undefined;
   private others: Map<string, unknown> | undefined;
+  private sseEventBytes: Buffer | undefined;
+  private sseDataBytes: Buffer | undefined;
 
   constructor(readonly publication: Publication) {}
 
@@ -49,5 +53,26 @@ export class EncodedPublication {
       this.others.set(format, value);
     }
     return value;
+  }
+
+  /**
+   * The whole SSE event for a stream of this one channel: its `id:` is the
+   * one-channel cursor, which depends on nothing but the publication.
+   */
+  get sseEvent(): Buffer {
+    if (this.sseEventBytes === undefined) {
+      const { channel, epoch, offset } = this.publication;
+      const cursor = encodeCursor([channel], new Map([[channel, { epoch, offset }]]));
+      this.sseEventBytes = Buffer.from(`id: ${cursor}\n${dataField(this.json)}`);
+    }
+    return this.sseEventBytes;
+  }
+
+  /** The `data:` lines and the blank line that end an SSE event, for streams that write their own `id:` line. */
+  get sseData(): Buffer {
+    if (this.sseDataBytes === undefined) {
+      this.sseDataBytes = Buffer.from(dataField(this.json));
+    }
+    return this.sseDataBytes;
   }
 }

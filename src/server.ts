@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { Admin } from "./admin/admin.js";
 import { NodeStatsCollector } from "./admin/node-stats.js";
@@ -15,11 +14,13 @@ import { logBrokerEvents } from "./event-log.js";
 import { HeraldEvents, isInternalChannel } from "./events.js";
 import { PublishApi } from "./http/api.js";
 import { expectMethod, sendError, sendJson } from "./http/respond.js";
+import { Listener } from "./http/listener.js";
 import { GrpcTransport } from "./grpc/grpc-transport.js";
 import { Hub } from "./hub.js";
 import { createLogger, type Logger } from "./log.js";
 import { LogLimiter } from "./log-limiter.js";
 import { Metrics } from "./metrics.js";
+import { SseTransport } from "./transports/sse.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
@@ -44,7 +45,8 @@ export class HeraldServer {
   /** The admin page and API; undefined while no admin token is configured. */
   private readonly admin: Admin | undefined;
   private readonly stats: NodeStatsCollector | undefined;
-  private readonly http: Server;
+  /** The listening socket and its open connections (HTTP/1.1, and HTTP/2 when configured). */
+  readonly listener: Listener;
   private readonly api: PublishApi;
   private readonly transports: Transport[];
   private readonly websocket: WebSocketTransport;
@@ -89,7 +91,7 @@ export class HeraldServer {
       state: () => this.state,
     };
     this.websocket = new WebSocketTransport(context);
-    this.transports = [this.websocket];
+    this.transports = [this.websocket, new SseTransport(context)];
     if (config.grpc.enabled) {
       this.grpc = new GrpcTransport(context);
       this.transports.push(this.grpc);
@@ -123,16 +125,9 @@ export class HeraldServer {
       });
     }
 
-    this.http = createServer((req, res) => this.route(req, res));
-    this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
-    this.http.on("clientError", (error, socket) => {
-      // Malformed HTTP from one client: answer 400 and keep serving others.
-      this.logLimiter.write(this.log, "debug", { err: error }, "malformed HTTP request rejected");
-      if (socket.writable) {
-        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-      } else {
-        socket.destroy(error);
-      }
+    this.listener = new Listener(config, {
+      request: (req, res) => this.route(req, res),
+      upgrade: (req, socket, head) => this.upgrade(req, socket, head),
     });
   }
 
@@ -140,13 +135,7 @@ export class HeraldServer {
   async start(): Promise<number> {
     await this.hub.start();
     await this.admin?.start();
-    await new Promise<void>((resolve, reject) => {
-      this.http.once("error", reject);
-      this.http.listen(this.config.port, this.config.host, () => {
-        this.http.off("error", reject);
-        resolve();
-      });
-    });
+    await this.listener.listen(this.config.port, this.config.host);
     const port = this.port;
     const grpcPort = this.grpc ? await this.grpc.listen() : undefined;
     this.log.info({ port, grpcPort, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
@@ -160,7 +149,7 @@ export class HeraldServer {
   }
 
   get port(): number {
-    return (this.http.address() as AddressInfo | null)?.port ?? 0;
+    return this.listener.address()?.port ?? 0;
   }
 
   get nodeState(): NodeState {
@@ -215,11 +204,7 @@ export class HeraldServer {
     this.stats?.close();
 
     this.state = "closed";
-    await new Promise<void>((resolve) => {
-      this.http.close(() => resolve());
-      // Keep-alive sockets would hold close() open until their own timeout.
-      this.http.closeAllConnections();
-    });
+    await this.listener.close();
     await this.hub.broker.close();
     this.metrics.close();
     this.log.info("herald stopped");
