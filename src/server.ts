@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import type { Authenticator } from "./auth/identity.js";
 import { AnonymousAuthenticator } from "./auth/identity.js";
 import type { Broker } from "./broker/broker.js";
-import { MemoryBroker } from "./broker/memory-broker.js";
+import { createBroker } from "./broker/create-broker.js";
 import { Namespaces } from "./channel.js";
 import type { Config } from "./config.js";
 import { protocolError } from "./errors.js";
@@ -13,6 +13,7 @@ import { PublishApi } from "./http/api.js";
 import { sendError, sendJson } from "./http/respond.js";
 import { Hub } from "./hub.js";
 import { createLogger, type Logger } from "./log.js";
+import { NodeRegistry } from "./node-registry.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
@@ -34,6 +35,9 @@ export class HeraldServer {
   private readonly api: PublishApi;
   private readonly transports: Transport[];
   private readonly websocket: WebSocketTransport;
+  private readonly registry: NodeRegistry;
+  /** Set-Cookie value that lets a load balancer send this client back to this node. */
+  private readonly affinityCookie: string;
   private state: NodeState = "running";
   /** Set when shutdown begins, before draining, so /readyz turns 503 first. */
   private leaving = false;
@@ -47,7 +51,7 @@ export class HeraldServer {
     this.log = options.logger ?? createLogger(config.log.level);
     this.nodeId = config.nodeId || `node-${randomBytes(4).toString("hex")}`;
     const auth = options.authenticator ?? new AnonymousAuthenticator();
-    const broker = options.broker ?? new MemoryBroker();
+    const broker = options.broker ?? createBroker(config, this.log);
     this.hub = new Hub(broker, new Namespaces(config, auth.enabled), config.idempotencyWindowMs);
     this.hub.onAvailabilityChange((available) => {
       this.brokerAvailable = available;
@@ -64,6 +68,10 @@ export class HeraldServer {
     };
     this.websocket = new WebSocketTransport(context);
     this.transports = [this.websocket];
+
+    this.affinityCookie = affinityCookie(this.nodeId);
+    this.websocket.setUpgradeHeaders([`Set-Cookie: ${this.affinityCookie}`]);
+    this.registry = new NodeRegistry(broker, config, this.nodeId, () => this.port, () => this.connectionCount(), this.log);
 
     this.http = createServer((req, res) => this.route(req, res));
     this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
@@ -88,6 +96,7 @@ export class HeraldServer {
       });
     });
     const port = this.port;
+    await this.registry.start();
     this.log.info({ port, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
     if (this.config.apiKeys.length === 0) {
       this.log.warn("no API key configured: the publish API accepts loopback clients only");
@@ -142,6 +151,7 @@ export class HeraldServer {
     }
 
     this.state = "closed";
+    await this.registry.stop();
     await new Promise<void>((resolve) => {
       this.http.close(() => resolve());
       // Keep-alive sockets would hold close() open until their own timeout.
@@ -165,6 +175,7 @@ export class HeraldServer {
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
+    res.setHeader("Set-Cookie", this.affinityCookie);
     let url: URL;
     try {
       url = new URL(req.url ?? "/", "http://herald.invalid");
@@ -205,6 +216,11 @@ export class HeraldServer {
         this.api.authorize(req);
         await this.api.publishBatch(req, res);
         return;
+      case "/api/info":
+        expectMethod(method, "GET");
+        this.api.authorize(req);
+        sendJson(res, 200, { node: this.nodeId, broker: this.hub.broker.kind, nodes: await this.registry.list() });
+        return;
       case "/api/history":
         expectMethod(method, "GET");
         this.api.authorize(req);
@@ -228,6 +244,15 @@ function expectMethod(method: string, expected: string): void {
   if (method !== expected) {
     throw protocolError("method_not_allowed", `Use ${expected} on this path, not ${method}.`);
   }
+}
+
+/**
+ * The affinity cookie: `herald_node=<node id>`, for the whole site, kept
+ * from scripts. Load balancers route a client that carries it back to the
+ * node that holds its state; any node can still serve it.
+ */
+function affinityCookie(nodeId: string): string {
+  return `herald_node=${encodeURIComponent(nodeId)}; Path=/; HttpOnly; SameSite=Lax`;
 }
 
 function sleep(ms: number): Promise<void> {

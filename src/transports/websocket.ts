@@ -16,6 +16,7 @@ export class WebSocketTransport implements Transport {
   private readonly heartbeat: NodeJS.Timeout | undefined;
   private draining = false;
   private drained: (() => void) | undefined;
+  private upgradeHeaders: string[] = [];
 
   constructor(private readonly context: TransportContext) {
     this.server = new WebSocketServer({
@@ -24,12 +25,18 @@ export class WebSocketTransport implements Transport {
       perMessageDeflate: false,
       clientTracking: false,
     });
+    this.server.on("headers", (headers: string[]) => headers.push(...this.upgradeHeaders));
     const interval = context.config.websocket.pingIntervalMs;
     if (interval > 0) {
       // One timer for all connections: a timer per connection would cost memory for each.
       this.heartbeat = setInterval(() => this.ping(), interval);
       this.heartbeat.unref();
     }
+  }
+
+  /** Header lines added to every 101 Switching Protocols response, such as the affinity cookie. */
+  setUpgradeHeaders(lines: string[]): void {
+    this.upgradeHeaders = lines;
   }
 
   connectionCount(): number {

@@ -1,0 +1,22 @@
+import type { Config } from "../config.js";
+import type { Logger } from "../log.js";
+import type { Broker } from "./broker.js";
+import { MemoryBroker } from "./memory-broker.js";
+import { RedisBroker } from "./redis/redis-broker.js";
+
+/** Creates the engine that `config.broker` names. */
+export function createBroker(config: Config, log: Logger): Broker {
+  if (config.broker === "redis") {
+    return new RedisBroker(
+      {
+        url: config.redis.url,
+        clusterNodes: config.redis.clusterNodes,
+        keyPrefix: config.redis.keyPrefix,
+        metaTtlMs: config.redis.metaTtlMs,
+        commandTimeoutMs: config.redis.commandTimeoutMs,
+      },
+      log.child({ component: "redis" }),
+    );
+  }
+  return new MemoryBroker();
+}
