@@ -51,7 +51,7 @@ export class HeraldServer {
     this.log = options.logger ?? createLogger(config.log.level);
     this.nodeId = config.nodeId || `node-${randomBytes(4).toString("hex")}`;
     const auth = options.authenticator ?? new AnonymousAuthenticator();
-    const broker = options.broker ?? createBroker(config, this.log);
+    const broker = options.broker ?? createBroker(config, this.log, this.nodeId);
     this.hub = new Hub(broker, new Namespaces(config, auth.enabled), config.idempotencyWindowMs);
     this.hub.onAvailabilityChange((available) => {
       this.brokerAvailable = available;

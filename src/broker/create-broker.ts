@@ -4,8 +4,8 @@ import type { Broker } from "./broker.js";
 import { MemoryBroker } from "./memory-broker.js";
 import { RedisBroker } from "./redis/redis-broker.js";
 
-/** Creates the engine that `config.broker` names. */
-export function createBroker(config: Config, log: Logger): Broker {
+/** Creates the engine that `config.broker` names; the node id names its Redis connections. */
+export function createBroker(config: Config, log: Logger, nodeId: string): Broker {
   if (config.broker === "redis") {
     return new RedisBroker(
       {
@@ -14,6 +14,7 @@ export function createBroker(config: Config, log: Logger): Broker {
         keyPrefix: config.redis.keyPrefix,
         metaTtlMs: config.redis.metaTtlMs,
         commandTimeoutMs: config.redis.commandTimeoutMs,
+        connectionName: `herald:${nodeId}`,
       },
       log.child({ component: "redis" }),
     );

@@ -14,6 +14,7 @@ export class WebSocketTransport implements Transport {
   private readonly server: WebSocketServer;
   private readonly connections = new Set<WebSocketConnection>();
   private readonly heartbeat: NodeJS.Timeout | undefined;
+  private readonly maintenance: NodeJS.Timeout[] = [];
   private draining = false;
   private drained: (() => void) | undefined;
   private upgradeHeaders: string[] = [];
@@ -32,6 +33,15 @@ export class WebSocketTransport implements Transport {
       this.heartbeat = setInterval(() => this.ping(), interval);
       this.heartbeat.unref();
     }
+    // Sessions and presence entries are refreshed in batches, one timer each
+    // for all connections; the Redis engine pipelines the writes.
+    const every = (ms: number, task: (connection: WebSocketConnection) => void) => {
+      const timer = setInterval(() => this.connections.forEach(task), ms);
+      timer.unref();
+      this.maintenance.push(timer);
+    };
+    every(context.config.sessionSaveIntervalMs, (connection) => connection.saveSessionIfChanged());
+    every(context.config.presence.refreshMs, (connection) => connection.refreshPresence());
   }
 
   /** Header lines added to every 101 Switching Protocols response, such as the affinity cookie. */

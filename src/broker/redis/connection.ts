@@ -16,6 +16,8 @@ export interface RedisConnectionSettings {
   readonly clusterNodes: readonly string[];
   /** Time a command may take before it fails, in ms. */
   readonly commandTimeoutMs: number;
+  /** CLIENT SETNAME of the connections; the subscriber adds `:subscriber`. Defaults to `herald`. */
+  readonly connectionName?: string;
 }
 
 type Reply = unknown;
@@ -44,9 +46,11 @@ function reconnectDelay(attempt: number): number {
  * reconnect: a resent publish could be stored twice, while a failed one
  * is answered with 503 and retried by the caller with its idempotency key.
  */
-function baseOptions(settings: RedisConnectionSettings, name: string): RedisOptions {
+function baseOptions(settings: RedisConnectionSettings, role: string): RedisOptions {
+  const name = settings.connectionName ?? "herald";
   return {
-    connectionName: name,
+    // CLIENT SETNAME takes no spaces.
+    connectionName: (role === "" ? name : `${name}:${role}`).replace(/\s/g, "_"),
     commandTimeout: settings.commandTimeoutMs,
     connectTimeout: Math.max(settings.commandTimeoutMs, 1_000),
     maxRetriesPerRequest: 0,
@@ -58,7 +62,7 @@ function baseOptions(settings: RedisConnectionSettings, name: string): RedisOpti
 
 /** Creates the connection (or cluster client) for commands, with Herald's scripts defined. */
 export function createCommandClient(settings: RedisConnectionSettings): CommandClient {
-  const options = baseOptions(settings, "herald");
+  const options = baseOptions(settings, "");
   let client: Redis | Cluster;
   if (settings.clusterNodes.length > 0) {
     const { enableOfflineQueue, lazyConnect, ...redisOptions } = options;
@@ -83,7 +87,7 @@ export function createCommandClient(settings: RedisConnectionSettings): CommandC
  * (autoResubscribe off), so that it knows when delivery is back.
  */
 export function createSubscriberClient(settings: RedisConnectionSettings): Redis | Cluster {
-  const options: RedisOptions = { ...baseOptions(settings, "herald-subscriber"), autoResubscribe: false };
+  const options: RedisOptions = { ...baseOptions(settings, "subscriber"), autoResubscribe: false };
   if (settings.clusterNodes.length > 0) {
     const { enableOfflineQueue, lazyConnect, ...redisOptions } = options;
     return new Cluster(parseNodes(settings.clusterNodes), {
