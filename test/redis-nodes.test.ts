@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { startHeraldProcess } from "./support/herald-process.js";
 import { postJson, publish, startHerald, TestClient } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
+import { tempDir } from "./support/processes.js";
 import { startRedis, type RedisInstance } from "./support/redis.js";
 
 type Node = Awaited<ReturnType<typeof startHerald>>;
@@ -208,5 +211,47 @@ describe("nodes on redis", () => {
     const pubs = await second.waitForPubs("resume", 3);
     assert.deepEqual(pubs.map((message) => message.offset), [4, 5, 6]);
     second.close();
+  });
+
+  test("presence joins and leaves cross nodes", async () => {
+    const redis = await redisServer();
+    const settings = { namespaces: { room: { presence: true } }, presence: { ttlMs: 1_000, refreshMs: 200 } };
+    const first = await node(redis, "room-a", settings);
+    const second = await node(redis, "room-b", settings);
+    const dir = tempDir("herald-presence-");
+    cleanups.push(() => dir.cleanup());
+    const configPath = join(dir.path, "herald.json");
+    writeFileSync(configPath, JSON.stringify(settings));
+    const doomed = await startHeraldProcess("room-c", ["--broker", "redis", "--redis-url", redis.url, "--config", configPath]);
+    cleanups.push(() => doomed.stop("SIGKILL").then(() => undefined));
+
+    const enter = async (target: { ws: string }) => {
+      const client = await TestClient.open(target.ws);
+      const connected = await client.request({ type: "connect" });
+      await client.request({ type: "subscribe", channel: "room:1" });
+      return { client, id: connected.result.client as string };
+    };
+    const watcher = await enter(first);
+    const joined = (id: string) => watcher.client.waitFor((message) => message.type === "join" && message.client === id);
+    const left = (id: string) => watcher.client.waitFor((message) => message.type === "leave" && message.client === id, 5_000);
+
+    assert.deepEqual(await joined(watcher.id), { type: "join", channel: "room:1", client: watcher.id, user: "" });
+    const peer = await enter(second);
+    await joined(peer.id);
+    const lost = await enter(doomed);
+    await joined(lost.id);
+
+    const listed = await watcher.client.request({ type: "presence", channel: "room:1" });
+    assert.deepEqual(listed.result.clients.map((entry: { client: string }) => entry.client).sort(), [watcher.id, peer.id, lost.id].sort());
+
+    peer.client.close();
+    assert.deepEqual(await left(peer.id), { type: "leave", channel: "room:1", client: peer.id, user: "" });
+
+    // A killed node cannot remove its entries; they expire after presence.ttlMs.
+    await doomed.stop("SIGKILL");
+    await left(lost.id);
+    const after = await watcher.client.request({ type: "presence", channel: "room:1" });
+    assert.deepEqual(after.result.clients.map((entry: { client: string }) => entry.client), [watcher.id]);
+    watcher.client.close();
   });
 });

@@ -29,6 +29,9 @@ export interface RedisBrokerSettings extends RedisConnectionSettings {
   readonly startTimeoutMs?: number;
 }
 
+/** Cluster only: delay of the second catch-up after sharded subscribers came back, in ms. */
+const CLUSTER_SECOND_RESYNC_MS = 1_000;
+
 /** Default idempotency window when the caller gives none, in ms. */
 const DEFAULT_IDEMPOTENCY_WINDOW_MS = 300_000;
 
@@ -76,6 +79,11 @@ export class RedisBroker implements Broker {
             this.resyncNeeded = true;
           }
           this.update();
+          if (up && this.subscriber.sharded) {
+            // The settle delay is a guess at when SSUBSCRIBE took effect, so a
+            // second catch-up later covers a resubscribe that took longer.
+            setTimeout(() => this.available() && this.listener?.onResync(), CLUSTER_SECOND_RESYNC_MS).unref();
+          }
         },
       },
       log,
