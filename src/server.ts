@@ -247,9 +247,9 @@ function expectMethod(method: string, expected: string): void {
 }
 
 /**
- * The affinity cookie: `herald_node=<node id>`, for the whole site, kept
- * from scripts. Load balancers route a client that carries it back to the
- * node that holds its state; any node can still serve it.
+ * Builds the affinity cookie `herald_node=<node id>`, valid for the whole
+ * site and hidden from scripts. Load balancers route a client that sends
+ * it back to the same node, and any node can still serve that client.
  */
 function affinityCookie(nodeId: string): string {
   return `herald_node=${encodeURIComponent(nodeId)}; Path=/; HttpOnly; SameSite=Lax`;

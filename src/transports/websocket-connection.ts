@@ -25,7 +25,7 @@ export class WebSocketConnection implements Subscriber {
   private connected = false;
   private session: string | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
-  /** Channels where this connection holds a presence entry. */
+  /** Channels where this connection has a presence entry. */
   private readonly present = new Set<string>();
   /** Whether positions moved since the session was last saved. */
   private sessionChanged = false;
@@ -341,10 +341,10 @@ export class WebSocketConnection implements Subscriber {
    * Stores the user and each channel's last delivered position. It runs on
    * subscribe, unsubscribe and close, and every sessionSaveIntervalMs while
    * positions move. NOTE: a node killed without a close loses the moves of
-   * its last interval, so a resumed session repeats those events (a client
-   * drops them by offset); events that were handed to the socket but not
-   * received before the crash are not repeated, so a client that tracks
-   * offsets should resubscribe with `since` rather than rely on a session.
+   * its last interval, so a resumed session repeats those events, which a
+   * client drops by offset. Events handed to the socket but not received
+   * before the crash are not sent again, so a client that tracks offsets
+   * should resubscribe with `since` rather than rely on the session.
    */
   private saveSession(): void {
     if (this.session === undefined) {

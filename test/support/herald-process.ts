@@ -16,7 +16,7 @@ export interface HeraldProcess {
 
 /**
  * Runs `herald serve` from the built dist/ as a child process on a free
- * loopback port, and waits until /healthz answers.
+ * loopback port, and waits until /healthz responds.
  */
 export async function startHeraldProcess(nodeId: string, args: string[], env: Record<string, string> = {}): Promise<HeraldProcess> {
   const port = await freePort();

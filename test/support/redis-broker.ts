@@ -1,7 +1,7 @@
 import { RedisBroker, type RedisBrokerSettings } from "../../src/broker/redis/redis-broker.js";
 import { createLogger } from "../../src/log.js";
 
-/** A Redis engine for tests, with a short command timeout. */
+/** Creates a Redis engine for tests; `settings` names the server or the cluster. */
 export function redisBroker(settings: Partial<RedisBrokerSettings>): RedisBroker {
   return new RedisBroker(
     {

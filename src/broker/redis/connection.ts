@@ -43,8 +43,8 @@ function reconnectDelay(attempt: number): number {
 /**
  * Options shared by every connection. Commands fail at once while the
  * connection is down (no offline queue) and are never resent after a
- * reconnect: a resent publish could be stored twice, while a failed one
- * is answered with 503 and retried by the caller with its idempotency key.
+ * reconnect. A resent publish could be stored twice, while a failed one
+ * gets a 503 and the caller retries it with its idempotency key.
  */
 function baseOptions(settings: RedisConnectionSettings, role: string): RedisOptions {
   const name = settings.connectionName ?? "herald";
@@ -83,8 +83,9 @@ export function createCommandClient(settings: RedisConnectionSettings): CommandC
 /**
  * Creates the node's subscriber: one connection on standalone Redis, and
  * on a cluster one sharded subscriber connection per master, managed by
- * ioredis. Re-subscribing after a reconnect is left to the engine
- * (autoResubscribe off), so that it knows when delivery is back.
+ * ioredis. On standalone Redis the engine subscribes again after a
+ * reconnect itself (autoResubscribe off), so that it can tell when
+ * delivery is back. On a cluster, ioredis subscribes the shards again.
  */
 export function createSubscriberClient(settings: RedisConnectionSettings): Redis | Cluster {
   const options: RedisOptions = { ...baseOptions(settings, "subscriber"), autoResubscribe: false };
@@ -98,9 +99,7 @@ export function createSubscriberClient(settings: RedisConnectionSettings): Redis
       clusterRetryStrategy: reconnectDelay,
     });
   }
-  // RESP2 keeps the connection a classic subscriber, as CLIENT LIST and
-  // CLIENT KILL TYPE pubsub see it.
-  return new Redis(settings.url, { ...options, protocol: 2, retryStrategy: reconnectDelay });
+  return new Redis(settings.url, { ...options, retryStrategy: reconnectDelay });
 }
 
 function defineScripts(client: Redis | Cluster): void {
