@@ -278,7 +278,11 @@ export class Hub implements BrokerListener {
       return;
     }
     if (state.epoch !== undefined && publication.epoch !== state.epoch) {
-      this.changeEpoch(state, publication.epoch, publication.offset - 1);
+      // A new history began (Redis restarted empty, or the channel expired).
+      // Its earlier events may be in history, so catch up from its start.
+      state.pending.push(publication);
+      void this.catchUp(state);
+      return;
     } else if (state.epoch !== undefined && publication.offset <= state.top) {
       return;
     } else if (state.epoch !== undefined && publication.offset > state.top + 1) {
@@ -373,8 +377,15 @@ export class Hub implements BrokerListener {
       }
     } finally {
       state.catchingUp = false;
-      const pending = state.pending.sort((a, b) => a.offset - b.offset);
+      let pending = state.pending.sort((a, b) => a.offset - b.offset);
       state.pending = [];
+      if (filled && pending.some((publication) => publication.epoch !== state.epoch)) {
+        // History named the current epoch, so events of another one are
+        // either older or newer than the history read. Another catch-up
+        // tells which, without flipping the epoch on a stale event.
+        pending = pending.filter((publication) => publication.epoch === state.epoch);
+        state.resyncAgain = true;
+      }
       const first = pending[0];
       if (!filled && first !== undefined && first.offset > state.top + 1) {
         // History stayed unreachable: report the hole instead of waiting forever.

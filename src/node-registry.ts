@@ -39,11 +39,21 @@ export class NodeRegistry {
     await this.broker.removeNode(this.nodeId).catch(() => undefined);
   }
 
-  /** The live nodes, this one first; falls back to this node alone when the broker cannot answer. */
-  async list(): Promise<NodeInfo[]> {
+  /**
+   * Lists the live nodes, this one first. While the broker is unreachable
+   * it lists this node alone, with `complete` false.
+   */
+  async list(): Promise<{ nodes: NodeInfo[]; complete: boolean }> {
     const self = this.self();
-    const listed = await this.broker.listNodes();
-    return [self, ...listed.filter((node) => node.id !== self.id).sort((a, b) => a.id.localeCompare(b.id))];
+    let listed: NodeInfo[];
+    try {
+      listed = await this.broker.listNodes();
+    } catch (error) {
+      this.log.warn({ err: error }, "node list failed");
+      return { nodes: [self], complete: false };
+    }
+    const others = listed.filter((node) => node.id !== self.id).sort((a, b) => a.id.localeCompare(b.id));
+    return { nodes: [self, ...others], complete: true };
   }
 
   private async heartbeat(): Promise<void> {

@@ -219,7 +219,7 @@ export class HeraldServer {
       case "/api/info":
         expectMethod(method, "GET");
         this.api.authorize(req);
-        sendJson(res, 200, { node: this.nodeId, broker: this.hub.broker.kind, nodes: await this.registry.list() });
+        sendJson(res, 200, { node: this.nodeId, broker: this.hub.broker.kind, ...(await this.registry.list()) });
         return;
       case "/api/history":
         expectMethod(method, "GET");

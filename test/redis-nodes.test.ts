@@ -83,8 +83,9 @@ describe("nodes on redis", () => {
     const response = await fetch(`${first.http}/api/info`);
     assert.equal(response.status, 200);
     assert.match(response.headers.get("set-cookie") ?? "", /^herald_node=info-a; Path=\//);
-    const body = (await response.json()) as { node: string; nodes: Array<{ id: string; address: string; connections: number; started: number }> };
+    const body = (await response.json()) as { node: string; complete: boolean; nodes: Array<{ id: string; address: string; connections: number; started: number }> };
     assert.equal(body.node, "info-a");
+    assert.equal(body.complete, true);
     assert.deepEqual(body.nodes.map((entry) => entry.id), ["info-a", "info-b"]);
     assert.equal(body.nodes[0]!.address, `127.0.0.1:${first.port}`);
     assert.ok(body.nodes.every((entry) => entry.started > 0 && entry.connections >= 0));
@@ -130,6 +131,9 @@ describe("nodes on redis", () => {
       // redis-cli reports the connection that the shutdown closed.
     }
     await waitUntil(async () => (await readyStatus(publisher)) === 503 && (await readyStatus(receiver)) === 503, 10_000, "readyz 503");
+    const info = (await (await fetch(`${receiver.http}/api/info`)).json()) as any;
+    assert.equal(info.complete, false);
+    assert.deepEqual(info.nodes.map((entry: any) => entry.id), ["down-b"]);
     const refused = await postJson(publisher.http, "/api/publish", { channel: "outage", data: { n: 0 } });
     assert.equal(refused.status, 503);
     assert.equal(refused.body.error.code, "broker_unavailable");
@@ -177,6 +181,30 @@ describe("nodes on redis", () => {
     const pubs = await client.waitForPubs("reset", 3);
     assert.deepEqual(pubs.map((message) => message.offset), [1, 2, 1]);
     assert.ok(client.messages.indexOf(gap) < client.messages.indexOf(pubs[2]));
+    client.close();
+  });
+
+  test("history lost under live subscribers sends one gap", async () => {
+    const redis = await redisServer();
+    const publisher = await node(redis, "flush-a");
+    const receiver = await node(redis, "flush-b");
+    const client = await TestClient.open(receiver.ws);
+    await client.request({ type: "subscribe", channel: "flushed" });
+    const before = await publish(publisher.http, "flushed", { n: 1 });
+    await client.waitForPubs("flushed", 1);
+
+    // The subscriber connection stays up, so the new epoch first shows in a live event.
+    redis.cli("FLUSHALL");
+    const results = await Promise.all([2, 3, 4].map((n) => publish(publisher.http, "flushed", { n })));
+    const epoch = results[0]!.epoch;
+    assert.notEqual(epoch, before.epoch);
+    assert.ok(results.every((result) => result.epoch === epoch));
+
+    const pubs = await client.waitForPubs("flushed", 4);
+    assert.deepEqual(pubs.map((message) => message.offset), [1, 1, 2, 3]);
+    const gaps = client.messages.filter((message) => message.type === "gap");
+    assert.deepEqual(gaps, [{ type: "gap", channel: "flushed", epoch, offset: 0 }]);
+    assert.ok(client.messages.indexOf(gaps[0]) < client.messages.indexOf(pubs[1]));
     client.close();
   });
 
