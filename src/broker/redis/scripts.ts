@@ -61,7 +61,8 @@ return {epoch, offset, tonumber(ARGV[3]), 0}
  * Reads a channel's position and the kept events after `since`. A channel
  * without meta gets one here, with a new epoch and top 0, so a subscriber
  * of a fresh channel and the first publish agree on the epoch. Reading
- * also extends the meta TTL, keeping the epoch of a channel that is read.
+ * also extends the meta TTL (never shortens it), keeping the epoch of a
+ * channel that is read.
  *
  * KEYS: meta, history. ARGV: since, limit, epoch for a new history, meta TTL ms.
  * Returns {epoch, top, earliest, entries} with entries as XRANGE returns them.
@@ -76,7 +77,10 @@ if not epoch then
 else
   top = tonumber(redis.call('HGET', KEYS[1], 'top'))
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+-- Extend, never shorten: a publish may have set a longer TTL (the history's).
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
 
 local earliest = top + 1
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
