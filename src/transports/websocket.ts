@@ -88,11 +88,19 @@ export class WebSocketTransport implements Transport {
     }
     await done;
     clearInterval(timer);
+    this.stopMaintenance();
   }
 
   destroy(): void {
     for (const connection of this.connections) {
       connection.terminate();
+    }
+    this.stopMaintenance();
+  }
+
+  private stopMaintenance(): void {
+    for (const timer of this.maintenance) {
+      clearInterval(timer);
     }
   }
 

@@ -1,4 +1,3 @@
-import type { Cluster, Redis } from "ioredis";
 import type { Logger } from "../../log.js";
 import type {
   Broker,
@@ -218,11 +217,6 @@ export class RedisBroker implements Broker {
       string | null
     >;
     return reply.filter((text): text is string => text !== null).map((text) => JSON.parse(text) as NodeInfo);
-  }
-
-  /** The connections, for tests that break them on purpose. */
-  get clients(): { commands: Redis | Cluster } {
-    return { commands: this.commands };
   }
 
   /** Keys and arguments every presence script starts with. */
