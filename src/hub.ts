@@ -382,7 +382,7 @@ export class Hub implements BrokerListener {
       if (filled && pending.some((publication) => publication.epoch !== state.epoch)) {
         // History named the current epoch, so events of another one are
         // either older or newer than the history read. Another catch-up
-        // tells which, without flipping the epoch on a stale event.
+        // finds out which, without flipping the epoch on a stale event.
         pending = pending.filter((publication) => publication.epoch === state.epoch);
         state.resyncAgain = true;
       }
@@ -390,6 +390,10 @@ export class Hub implements BrokerListener {
       if (!filled && first !== undefined && first.offset > state.top + 1) {
         // History stayed unreachable: report the hole instead of waiting forever.
         this.changeEpoch(state, first.epoch, first.offset - 1);
+      } else if (!filled) {
+        // Nothing shows whether events were missed, so keep trying until
+        // a history read succeeds or the channel loses its last subscriber.
+        state.resyncAgain = true;
       }
       for (const publication of pending) {
         this.onPublication(publication);
