@@ -4,6 +4,7 @@ import { status } from "@grpc/grpc-js";
 import { collect, grpcClient } from "./support/grpc-client.js";
 import { postJson, startHerald, TestClient } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
+import { openSse } from "./support/sse.js";
 
 const API_KEY = "grpc-test-key";
 
@@ -20,10 +21,12 @@ describe("grpc api", () => {
     await node.close();
   });
 
-  test("publish reaches websocket and stream", async () => {
+  test("publish reaches websocket, sse and stream", async () => {
     const client = grpcClient(grpcPort, API_KEY);
     const ws = await TestClient.open(node.ws);
     await ws.request({ type: "subscribe", channel: "grpc-a" });
+    const sse = await openSse(`${node.http}/sse?channel=grpc-a`);
+    await sse.recorder.waitFor(() => sse.recorder.named("subscribed").length === 1, 5_000, "subscribed event");
     const stream = collect(client.subscribe([{ channel: "grpc-a" }]));
     await waitUntil(() => stream.events.some((event) => event.subscribed), 5_000, "subscribed event");
 
@@ -47,6 +50,12 @@ describe("grpc api", () => {
     const viaWs = await ws.waitForPubs("grpc-a", 20);
     assert.deepEqual(viaWs.map((event) => event.offset), offsets);
     assert.deepEqual(viaWs.map((event) => event.data), viaGrpc.map((event) => JSON.parse(event.data.toString())));
+
+    await sse.recorder.waitForMessages(20);
+    const viaSse = sse.recorder.messages();
+    assert.deepEqual(viaSse.map((event) => event.offset), offsets);
+    assert.deepEqual(viaSse.map((event) => event.data), viaWs.map((event) => event.data));
+    sse.close();
 
     const subscribed = stream.events.find((event) => event.subscribed).subscribed;
     assert.equal(subscribed.channel, "grpc-a");
