@@ -179,3 +179,43 @@ describe("grpc drain", () => {
     client.raw.close();
   });
 });
+
+describe("grpc backpressure", () => {
+  test("slow stream is ended and resumes", async () => {
+    const node = await startHerald({
+      limits: { outboundBufferBytes: 64 * 1024 },
+      namespaces: { slow: { historySize: 1000 } },
+      grpc: { enabled: true, port: 0, host: "127.0.0.1" },
+    });
+    after(() => node.close());
+    const client = grpcClient(node.server.grpc!.port);
+    const call = client.subscribe([{ channel: "slow:grpc" }]);
+    const slow = collect(call);
+    await waitUntil(() => slow.events.some((event) => event.subscribed), 5_000, "subscribed event");
+    call.pause();
+
+    // 400 events of 8 KiB each: far more than HTTP/2 windows and the 64 KiB buffer hold.
+    const filler = "x".repeat(8 * 1024);
+    for (let n = 1; n <= 400; n++) {
+      await client.publish("slow:grpc", { n, filler });
+    }
+    await waitUntil(() => node.server.grpc!.connectionCount() === 0, 10_000, "the slow stream to be released");
+
+    call.resume();
+    const final = await slow.status;
+    assert.equal(final.code, status.RESOURCE_EXHAUSTED);
+    assert.equal(final.metadata.get("herald-error-code")[0], "slow_consumer");
+    const got = slow.publications("slow:grpc");
+    assert.ok(got.length < 400, `the slow stream got ${got.length} of 400 events before it was ended`);
+    assert.deepEqual(got.map((event) => event.offset), Array.from({ length: got.length }, (_, i) => i + 1));
+
+    const last = got.length === 0 ? { epoch: slow.events.find((event) => event.subscribed).subscribed.epoch, offset: 0 } : got[got.length - 1];
+    const resumed = collect(client.subscribe([{ channel: "slow:grpc", since: { epoch: last.epoch, offset: last.offset } }]));
+    // The recovered events exceed the 64 KiB buffer many times over; recovery is bounded by history, not by the buffer.
+    await waitUntil(() => resumed.publications("slow:grpc").length === 400 - last.offset, 10_000, "the rest of the events");
+    const rest = resumed.publications("slow:grpc").map((event) => event.offset);
+    assert.deepEqual(rest, Array.from({ length: 400 - last.offset }, (_, i) => last.offset + i + 1));
+    assert.equal(resumed.events.find((event) => event.subscribed).subscribed.recovered, true);
+    client.raw.close();
+  });
+});
