@@ -12,6 +12,7 @@ import { protocolError } from "./errors.js";
 import { PublishApi } from "./http/api.js";
 import { sendError, sendJson } from "./http/respond.js";
 import { Hub } from "./hub.js";
+import { Lifecycle, type LifecycleListener } from "./lifecycle.js";
 import { createLogger, type Logger } from "./log.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
 import { WebSocketTransport } from "./transports/websocket.js";
@@ -34,9 +35,9 @@ export class HeraldServer {
   private readonly api: PublishApi;
   private readonly transports: Transport[];
   private readonly websocket: WebSocketTransport;
-  private state: NodeState = "running";
-  /** Set when shutdown begins, before draining, so /readyz turns 503 first. */
-  private leaving = false;
+  private readonly lifecycle = new Lifecycle();
+  /** HTTP responses in progress, so shutdown can ask their clients to reconnect. */
+  private readonly responses = new Set<ServerResponse>();
   private brokerAvailable = false;
   private closing: Promise<void> | undefined;
 
@@ -60,7 +61,7 @@ export class HeraldServer {
       log: this.log,
       auth,
       nodeId: this.nodeId,
-      state: () => this.state,
+      state: () => this.lifecycle.state,
     };
     this.websocket = new WebSocketTransport(context);
     this.transports = [this.websocket];
@@ -100,59 +101,95 @@ export class HeraldServer {
   }
 
   get nodeState(): NodeState {
-    return this.state;
+    return this.lifecycle.state;
   }
 
-  /** Whether /readyz reports ready. */
+  /** Adds a listener for lifecycle events (shutdown, draining, closed); returns a function that removes it. */
+  onLifecycle(listener: LifecycleListener): () => void {
+    return this.lifecycle.on(listener);
+  }
+
+  /** Returns whether /readyz reports ready: the broker is reachable and no shutdown was requested. */
   ready(): boolean {
-    return !this.leaving && this.state === "running" && this.brokerAvailable;
+    return !this.lifecycle.shuttingDown && this.brokerAvailable;
   }
 
   /**
-   * Drains and closes the node: /readyz turns 503, then after the drain
-   * delay the transports close idle connections and wait up to the drain
-   * timeout for busy ones, then everything left is cut. Idempotent.
+   * Drains and closes the node: /readyz turns 503 at once, then after the
+   * drain delay the transports close idle connections and give busy ones
+   * up to the drain timeout, then everything left is destroyed.
+   * Idempotent: later calls return the first call's promise.
    */
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
+  close(reason = "close"): Promise<void> {
+    this.closing ??= this.shutdown(reason);
     return this.closing;
   }
 
-  private async shutdown(): Promise<void> {
-    this.leaving = true;
-    this.log.info({ delayMs: this.config.drain.delayMs, timeoutMs: this.config.drain.timeoutMs }, "shutdown started");
-    if (this.config.drain.delayMs > 0) {
-      await sleep(this.config.drain.delayMs);
+  private async shutdown(reason: string): Promise<void> {
+    const { delayMs, timeoutMs } = this.config.drain;
+    const started = Date.now();
+    this.lifecycle.requestShutdown(reason, delayMs, timeoutMs);
+    for (const res of this.responses) {
+      closeAfterResponse(res);
     }
-    this.state = "draining";
-    this.log.info({ connections: this.connectionCount() }, "draining");
+    this.log.info({ reason, delayMs, timeoutMs }, "shutdown started");
+    if (delayMs > 0) {
+      await sleep(delayMs);
+    }
 
-    const drained = Promise.all(this.transports.map((transport) => transport.drain()));
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), this.config.drain.timeoutMs);
-    });
-    const timedOut = await Promise.race([drained.then(() => false), deadline]);
-    clearTimeout(timer);
-    if (timedOut) {
-      this.log.warn({ connections: this.connectionCount() }, "drain timeout reached; closing the remaining connections");
+    const drainStarted = Date.now();
+    const connections = this.connectionCount();
+    this.lifecycle.startDraining(connections);
+    this.log.info({ connections }, "draining");
+    const drained = Promise.all(this.transports.map((transport) => transport.drain())).then(
+      () => true,
+      (error: unknown) => {
+        // The connections left are destroyed below, as after a timeout.
+        this.log.error({ err: error }, "drain failed");
+        return false;
+      },
+    );
+    if (await resolvesWithin(drained, timeoutMs)) {
+      this.lifecycle.drained(Date.now() - drainStarted);
+      this.log.info({ elapsedMs: Date.now() - drainStarted }, "drained");
+    } else {
+      const remaining = this.connectionCount();
+      this.lifecycle.drainTimedOut(remaining);
+      this.log.warn({ remaining }, "drain timeout reached; destroying the remaining connections");
       for (const transport of this.transports) {
         transport.destroy();
       }
     }
 
-    this.state = "closed";
-    await new Promise<void>((resolve) => {
-      this.http.close(() => resolve());
-      // Keep-alive sockets would hold close() open until their own timeout.
-      this.http.closeAllConnections();
-    });
+    await this.closeHttp(drainStarted + timeoutMs - Date.now());
     await this.hub.broker.close();
-    this.log.info("herald stopped");
+    this.lifecycle.close(Date.now() - started);
+    this.log.info({ elapsedMs: Date.now() - started }, "herald stopped");
+  }
+
+  /**
+   * Stops listening and closes idle keep-alive connections at once. HTTP
+   * requests still in progress (a publish, say) may finish within budgetMs;
+   * their responses carry `Connection: close`. Whatever is left then is
+   * destroyed, so close() never waits on a keep-alive or half-sent request.
+   */
+  private closeHttp(budgetMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.http.closeAllConnections(), Math.max(0, budgetMs));
+      this.http.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.http.closeIdleConnections();
+    });
   }
 
   private connectionCount(): number {
     return this.transports.reduce((sum, transport) => sum + transport.connectionCount(), 0);
+  }
+
+  private connectionsByTransport(): Record<string, number> {
+    return Object.fromEntries(this.transports.map((transport) => [transport.name, transport.connectionCount()]));
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -172,6 +209,11 @@ export class HeraldServer {
       sendError(res, protocolError("bad_request", "The request URL is invalid."));
       return;
     }
+    this.responses.add(res);
+    res.once("close", () => this.responses.delete(res));
+    if (this.lifecycle.shuttingDown) {
+      closeAfterResponse(res);
+    }
     this.dispatch(req, res, url).catch((error: unknown) => {
       const herald = sendError(res, error);
       if (herald.status >= 500 && herald.code !== "broker_unavailable" && herald.code !== "draining") {
@@ -184,12 +226,12 @@ export class HeraldServer {
     const method = req.method ?? "GET";
     switch (url.pathname) {
       case "/healthz":
-        sendJson(res, 200, { status: "ok", state: this.state });
+        sendJson(res, 200, { status: "ok", state: this.lifecycle.state, connections: this.connectionsByTransport() });
         return;
       case "/readyz":
         if (this.ready()) {
           sendJson(res, 200, { status: "ready" });
-        } else if (this.leaving) {
+        } else if (this.lifecycle.shuttingDown) {
           sendJson(res, 503, { error: protocolError("draining").toJSON() });
         } else {
           sendJson(res, 503, { error: protocolError("broker_unavailable").toJSON() });
@@ -230,6 +272,29 @@ function expectMethod(method: string, expected: string): void {
   }
 }
 
+/**
+ * Ends the connection after this response, so a keep-alive client (a load
+ * balancer, a publishing backend) reconnects and reaches a node that stays.
+ */
+function closeAfterResponse(res: ServerResponse): void {
+  if (!res.headersSent) {
+    res.setHeader("Connection", "close");
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves with `work`'s value if it comes within ms, else with false; the timer never outlives the wait. */
+async function resolvesWithin(work: Promise<boolean>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

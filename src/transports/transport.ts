@@ -3,9 +3,10 @@ import type { Duplex } from "node:stream";
 import type { Authenticator } from "../auth/identity.js";
 import type { Config } from "../config.js";
 import type { Hub } from "../hub.js";
+import type { NodeState } from "../lifecycle.js";
 import type { Logger } from "../log.js";
 
-export type NodeState = "running" | "draining" | "closed";
+export type { NodeState };
 
 /** What every transport gets from the node. */
 export interface TransportContext {
