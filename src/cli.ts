@@ -1,5 +1,6 @@
 import { constants } from "node:os";
 import { ConfigError, loadConfig } from "./config.js";
+import { EXIT_MARGIN_MS } from "./lifecycle.js";
 import { HeraldServer } from "./server.js";
 import { publishCommand, subscribeCommand } from "./cli-client.js";
 
@@ -13,9 +14,6 @@ Every setting can also come from a HERALD_* environment variable, for
 example HERALD_PORT=9000 or HERALD_WEBSOCKET_PING_INTERVAL_MS=10000.
 
 On SIGTERM or SIGINT, serve drains and exits 0; a second signal exits at once.`;
-
-/** Time allowed after the drain delay and timeout for closing the broker, in ms. */
-const EXIT_MARGIN_MS = 5_000;
 
 /** Runs the herald command; resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {

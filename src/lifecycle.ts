@@ -8,6 +8,13 @@
 
 export type NodeState = "running" | "draining" | "closed";
 
+/**
+ * Time `herald serve` allows after the drain delay and the drain timeout
+ * for closing the broker, in ms; past it the process exits 1. A deployment's
+ * grace period must cover delay + timeout + this margin.
+ */
+export const EXIT_MARGIN_MS = 5_000;
+
 export type LifecycleEvent =
   /** Shutdown began: readiness is off from now on; draining starts after `delayMs`. */
   | { readonly type: "shutdown_requested"; readonly reason: string; readonly delayMs: number; readonly timeoutMs: number }
