@@ -7,3 +7,4 @@ export type { Broker, Publication, StreamPosition, HistoryResult, PresenceEntry 
 export { ERRORS, HeraldError } from "./errors.js";
 export type { ErrorCode } from "./errors.js";
 export { encodeCursor, decodeCursor } from "./cursor.js";
+export type { LifecycleEvent, LifecycleListener, NodeState } from "./lifecycle.js";

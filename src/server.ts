@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Authenticator } from "./auth/identity.js";
 import { AnonymousAuthenticator } from "./auth/identity.js";
@@ -10,6 +10,7 @@ import { Namespaces } from "./channel.js";
 import type { Config } from "./config.js";
 import { protocolError } from "./errors.js";
 import { PublishApi } from "./http/api.js";
+import { rejectUpgrade } from "./http/reject-upgrade.js";
 import { sendError, sendJson } from "./http/respond.js";
 import { Hub } from "./hub.js";
 import { Lifecycle, type LifecycleListener } from "./lifecycle.js";
@@ -38,6 +39,8 @@ export class HeraldServer {
   private readonly lifecycle = new Lifecycle();
   /** HTTP responses in progress, so shutdown can ask their clients to reconnect. */
   private readonly responses = new Set<ServerResponse>();
+  /** Every open TCP connection; http.Server.closeAllConnections() misses upgraded ones. */
+  private readonly sockets = new Set<Socket>();
   private brokerAvailable = false;
   private closing: Promise<void> | undefined;
 
@@ -67,10 +70,16 @@ export class HeraldServer {
     this.transports = [this.websocket];
 
     this.http = createServer((req, res) => this.route(req, res));
+    this.http.on("connection", (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+    });
     this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
     this.http.on("clientError", (error, socket) => {
       // Malformed HTTP from one client: answer 400 and keep serving others.
       if (socket.writable) {
+        // Destroyed once flushed, so a client that never sends its FIN cannot hold close() open.
+        socket.once("finish", () => socket.destroy());
         socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       } else {
         socket.destroy(error);
@@ -169,19 +178,26 @@ export class HeraldServer {
 
   /**
    * Stops listening and closes idle keep-alive connections at once. HTTP
-   * requests still in progress (a publish, say) may finish within budgetMs;
-   * their responses carry `Connection: close`. Whatever is left then is
-   * destroyed, so close() never waits on a keep-alive or half-sent request.
+   * requests still in progress (a publish, say) may finish within budgetMs,
+   * and their responses carry `Connection: close`. Every socket still open
+   * then is destroyed, so close() waits at most budgetMs on a keep-alive,
+   * half-sent or half-closed connection.
    */
   private closeHttp(budgetMs: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.http.closeAllConnections(), Math.max(0, budgetMs));
+      const timer = setTimeout(() => this.destroySockets(), Math.max(0, budgetMs));
       this.http.close(() => {
         clearTimeout(timer);
         resolve();
       });
       this.http.closeIdleConnections();
     });
+  }
+
+  private destroySockets(): void {
+    for (const socket of this.sockets) {
+      socket.destroy();
+    }
   }
 
   private connectionCount(): number {
@@ -198,7 +214,7 @@ export class HeraldServer {
       this.websocket.handleUpgrade(req, socket, head);
       return;
     }
-    socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    rejectUpgrade(socket, "not_found");
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {

@@ -143,7 +143,8 @@ describe("drain on signal", () => {
     const idle = clients.slice(BUSY);
     const historyReplies = busy.map((client) => {
       pause(client);
-      return client.request({ type: "history", channel: "bulk" });
+      client.socket.send(JSON.stringify({ id: 1_000, type: "history", channel: "bulk" }));
+      return client.waitFor((message) => message.id === 1_000, 60_000);
     });
     await new Promise((resolve) => setTimeout(resolve, 200));
 
@@ -257,6 +258,7 @@ describe("drain on signal", () => {
     assert.deepEqual(politeClose, { code: 1001, reason: "server draining" });
     polite.sendClose(1001);
     const politeEnded = await polite.ended;
+    assert.equal(polite.finReceived, true, "the polite client's connection was reset, not ended");
 
     // A client that never replies to the close frame keeps its TCP connection until the drain timeout.
     const silentClose = closeDetails(await silent.waitForFrame(OPCODE_CLOSE));

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
-import { ERRORS } from "../errors.js";
+import { rejectUpgrade } from "../http/reject-upgrade.js";
 import { jitteredRetryAfterSeconds } from "../jitter.js";
 import type { Transport, TransportContext } from "./transport.js";
 import { WebSocketConnection } from "./websocket-connection.js";
@@ -47,13 +47,13 @@ export class WebSocketTransport implements Transport {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.context.state() !== "running") {
       const retryAfter = jitteredRetryAfterSeconds(this.context.config.sse.retryMs);
-      rejectUpgrade(socket, 503, "Service Unavailable", { "Retry-After": String(retryAfter) }, "draining");
+      rejectUpgrade(socket, "draining", { "Retry-After": String(retryAfter) });
       return;
     }
     const allowed = this.context.config.websocket.allowedOrigins;
     const origin = req.headers.origin;
     if (allowed.length > 0 && origin !== undefined && !allowed.includes(origin)) {
-      rejectUpgrade(socket, 403, "Forbidden", {}, "origin_forbidden");
+      rejectUpgrade(socket, "origin_forbidden");
       return;
     }
     this.server.handleUpgrade(req, socket, head, (ws) => {
@@ -117,16 +117,4 @@ export class WebSocketTransport implements Transport {
       connection.socket.ping();
     }
   }
-}
-
-function rejectUpgrade(socket: Duplex, status: number, text: string, headers: Record<string, string>, code: keyof typeof ERRORS): void {
-  const body = JSON.stringify({ error: { code, message: ERRORS[code].message } });
-  const lines = [
-    `HTTP/1.1 ${status} ${text}`,
-    "Connection: close",
-    "Content-Type: application/json",
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
-  ];
-  socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
 }

@@ -19,11 +19,16 @@ export class RawWebSocket {
   readonly frames: Frame[] = [];
   /** Resolves with Date.now() when the server ends or drops the TCP connection. */
   readonly ended: Promise<number>;
+  /** Whether the server ended the connection with a FIN, as opposed to a reset. */
+  finReceived = false;
   private pending = Buffer.alloc(0);
   private waiters: Array<() => void> = [];
 
   private constructor(readonly socket: Socket, rest: Buffer) {
     this.ended = new Promise((resolve) => socket.once("close", () => resolve(Date.now())));
+    socket.once("end", () => {
+      this.finReceived = true;
+    });
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", () => undefined);
     this.onData(rest);
