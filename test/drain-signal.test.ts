@@ -110,7 +110,8 @@ async function healthz(http: string): Promise<{ state: string; connections: Reco
 describe("drain on signal", () => {
   test("SIGTERM drains every client and exits 0", async (t) => {
     const node = await startHeraldProcess({
-      HERALD_DRAIN_DELAY_MS: "400",
+      // Long enough that the /healthz check after the first 503 lands before draining starts.
+      HERALD_DRAIN_DELAY_MS: "1000",
       HERALD_DRAIN_TIMEOUT_MS: "30000",
       // Longer than the test, so a poll that returns did so because of the drain.
       HERALD_POLL_HOLD_MS: "60000",

@@ -122,7 +122,7 @@ describe("drain", () => {
   });
 
   test("drain delay keeps serving while unready", async () => {
-    const node = await startHerald({ drain: { delayMs: 400, timeoutMs: 10_000 } });
+    const node = await startHerald({ drain: { delayMs: 1_000, timeoutMs: 10_000 } });
     const events: LifecycleEvent[] = [];
     node.server.onLifecycle((event) => events.push(event));
     const early = await TestClient.open(node.ws);
@@ -150,7 +150,7 @@ describe("drain", () => {
     assert.equal(earlyClose.code, 1001);
     assert.equal(lateClose.code, 1001);
     await closing;
-    assert.deepEqual(events[0], { type: "shutdown_requested", reason: "test", delayMs: 400, timeoutMs: 10_000 });
+    assert.deepEqual(events[0], { type: "shutdown_requested", reason: "test", delayMs: 1_000, timeoutMs: 10_000 });
   });
 
   test("upgrade while draining gets 503 with Retry-After", async () => {
