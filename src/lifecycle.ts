@@ -1,9 +1,9 @@
 /**
- * A node's shutdown as explicit states. The node starts `running`; a
- * shutdown request first makes it unready (so /readyz turns 503 while it
- * still serves everything), then it moves to `draining` and finally to
- * `closed`, never back. Each step is published as a typed event so that
- * metrics and tests can follow it without parsing logs.
+ * A node's shutdown as explicit states. The node starts `running`. A
+ * shutdown request first makes it unready, so /readyz turns 503 while the
+ * node still serves everything. Then it moves to `draining` and finally to
+ * `closed`, never back. Each step is published as a typed event, so metrics
+ * and tests can follow it without parsing logs.
  */
 
 export type NodeState = "running" | "draining" | "closed";
@@ -22,7 +22,7 @@ export type LifecycleEvent =
   | { readonly type: "draining"; readonly connections: number }
   /** Every connection finished before the drain timeout. */
   | { readonly type: "drained"; readonly elapsedMs: number }
-  /** The drain timeout passed; `remaining` connections are destroyed. */
+  /** The drain timeout passed, or a transport's drain failed; `remaining` connections are destroyed. */
   | { readonly type: "drain_timed_out"; readonly remaining: number }
   /** The node entered `closed`: listener, connections and broker are closed. */
   | { readonly type: "closed"; readonly elapsedMs: number };
