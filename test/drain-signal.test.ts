@@ -4,7 +4,7 @@ import { connect } from "node:net";
 import { describe, test } from "node:test";
 import { publish, TestClient } from "./support/herald.js";
 import { startHeraldProcess } from "./support/herald-process.js";
-import { waitUntil } from "./support/ports.js";
+import { waitUntil, within } from "./support/ports.js";
 import { closeDetails, OPCODE_CLOSE, RawWebSocket, readHead } from "./support/raw-socket.js";
 
 // These tests drive the real `herald serve` process with signals.
@@ -167,7 +167,7 @@ describe("drain on signal", () => {
     const signalledAt = Date.now();
     node.signal("SIGTERM");
 
-    const idleCloses = await Promise.all(idle.map((client) => client.closed));
+    const idleCloses = await within(Promise.all(idle.map((client) => client.closed)), 15_000, "the idle clients' close");
     for (const close of idleCloses) {
       assert.equal(close.code, 1001);
       assert.equal(close.reason, "server draining");
@@ -175,11 +175,11 @@ describe("drain on signal", () => {
 
     // SSE streams end with a last retry:, held polls return at once with their cursor.
     for (const stream of streams) {
-      await stream.ended;
+      await within(stream.ended, 15_000, "the end of an SSE stream after SIGTERM");
       assert.ok((stream.body().match(/^retry: ?\d+$/gm) ?? []).length >= 2, "no retry: sent at drain");
     }
     for (const poll of polls) {
-      await poll.ended;
+      await within(poll.ended, 15_000, "the return of a held poll after SIGTERM");
       assert.equal((await poll.response).statusCode, 200);
       const body = JSON.parse(poll.body()) as { events: unknown[]; cursor: string };
       assert.ok(Array.isArray(body.events));
@@ -213,7 +213,7 @@ describe("drain on signal", () => {
       assert.equal(reply.type, "reply", JSON.stringify(reply).slice(0, 200));
       assert.equal(reply.result.publications.length, 40);
     }
-    const busyCloses = await Promise.all(busy.map((client) => client.closed));
+    const busyCloses = await within(Promise.all(busy.map((client) => client.closed)), 15_000, "the busy clients' close");
     for (const close of busyCloses) {
       assert.equal(close.code, 1001);
     }
@@ -225,7 +225,7 @@ describe("drain on signal", () => {
       );
     }
 
-    const exit = await node.exited;
+    const exit = await within(node.exited, 15_000, "the exit after the drain");
     assert.deepEqual(exit, { code: 0, signal: null });
     assert.match(node.process.output(), /"msg":"herald stopped"/);
 
@@ -258,17 +258,17 @@ describe("drain on signal", () => {
     const politeClose = closeDetails(await polite.waitForFrame(OPCODE_CLOSE));
     assert.deepEqual(politeClose, { code: 1001, reason: "server draining" });
     polite.sendClose(1001);
-    const politeEnded = await polite.ended;
+    const politeEnded = await within(polite.ended, 5_000, "the polite client's FIN");
     assert.equal(polite.finReceived, true, "the polite client's connection was reset, not ended");
 
     // A client that never replies to the close frame keeps its TCP connection until the drain timeout.
     const silentClose = closeDetails(await silent.waitForFrame(OPCODE_CLOSE));
     assert.deepEqual(silentClose, { code: 1001, reason: "server draining" });
-    const silentEnded = await silent.ended;
+    const silentEnded = await within(silent.ended, 15_000, "the silent client's disconnect");
     assert.ok(politeEnded < silentEnded, "the polite client was not released first");
     assert.ok(silentEnded - signalledAt >= 1_400, `silent client cut after ${silentEnded - signalledAt} ms`);
 
-    const exit = await node.exited;
+    const exit = await within(node.exited, 15_000, "the exit after the drain timeout");
     assert.deepEqual(exit, { code: 0, signal: null });
     assert.match(node.process.output(), /"msg":"drain timeout reached; destroying the remaining connections"/);
   });
@@ -287,7 +287,7 @@ describe("drain on signal", () => {
     assert.equal((await healthz(node.http)).connections.websocket, 1);
     node.signal("SIGTERM");
 
-    const exit = await node.exited;
+    const exit = await within(node.exited, 10_000, "the exit after a second SIGTERM");
     assert.equal(exit.code, 143);
     assert.match(node.process.output(), /"msg":"second signal: exiting at once"/);
     client.socket.terminate();

@@ -5,7 +5,7 @@ import type { PublishOptions, Publication } from "../src/broker/broker.js";
 import { MemoryBroker } from "../src/broker/memory-broker.js";
 import type { LifecycleEvent } from "../src/lifecycle.js";
 import { publish, startHerald, TestClient } from "./support/herald.js";
-import { waitUntil } from "./support/ports.js";
+import { waitUntil, within } from "./support/ports.js";
 import { readHead } from "./support/raw-socket.js";
 
 /**
@@ -32,15 +32,6 @@ class GatedBroker extends MemoryBroker {
     }
     return super.publish(channel, data, options);
   }
-}
-
-/** Resolves with the first of `promise` or an error after ms, so a hang fails the test with a message. */
-function within<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label} still pending after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 describe("drain", () => {
