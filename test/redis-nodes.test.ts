@@ -253,7 +253,10 @@ describe("nodes on redis", () => {
 
   test("session resumes on another node after a kill", async () => {
     const redis = await redisServer();
-    const doomed = await startHeraldProcess("session-a", ["--broker", "redis", "--redis-url", redis.url, "--set", "sessionSaveIntervalMs=100"]);
+    const doomed = await startHeraldProcess({
+      nodeId: "session-a",
+      args: ["--broker", "redis", "--redis-url", redis.url, "--set", "sessionSaveIntervalMs=100"],
+    });
     cleanups.push(() => doomed.stop("SIGKILL").then(() => undefined));
     const survivor = await node(redis, "session-b");
 
@@ -295,7 +298,10 @@ describe("nodes on redis", () => {
     cleanups.push(() => dir.cleanup());
     const configPath = join(dir.path, "herald.json");
     writeFileSync(configPath, JSON.stringify(settings));
-    const doomed = await startHeraldProcess("room-c", ["--broker", "redis", "--redis-url", redis.url, "--config", configPath]);
+    const doomed = await startHeraldProcess({
+      nodeId: "room-c",
+      args: ["--broker", "redis", "--redis-url", redis.url, "--config", configPath],
+    });
     cleanups.push(() => doomed.stop("SIGKILL").then(() => undefined));
 
     const enter = async (target: { ws: string }) => {

@@ -4,10 +4,11 @@ import type { Authenticator } from "../auth/identity.js";
 import type { Config } from "../config.js";
 import type { HeraldEvents } from "../events.js";
 import type { Hub } from "../hub.js";
+import type { NodeState } from "../lifecycle.js";
 import type { Logger } from "../log.js";
 import type { LogLimiter } from "../log-limiter.js";
 
-export type NodeState = "running" | "draining" | "closed";
+export type { NodeState };
 
 /** What every transport gets from the node. */
 export interface TransportContext {
