@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { Admin } from "./admin/admin.js";
 import { NodeStatsCollector } from "./admin/node-stats.js";
+import { AdminToken } from "./auth/admin-token.js";
 import type { Authenticator } from "./auth/identity.js";
 import { AnonymousAuthenticator } from "./auth/identity.js";
 import type { Broker } from "./broker/broker.js";
@@ -83,6 +84,7 @@ export class HeraldServer {
       this.brokerAvailable = available;
     });
     this.api = new PublishApi(config, this.hub);
+    const adminToken = new AdminToken(config.adminToken);
 
     const context: TransportContext = {
       config,
@@ -91,6 +93,7 @@ export class HeraldServer {
       logLimiter: this.logLimiter,
       events: this.events,
       auth,
+      adminToken,
       nodeId: this.nodeId,
       state: () => this.state,
     };
@@ -124,18 +127,19 @@ export class HeraldServer {
       this.admin = new Admin({
         config,
         hub: this.hub,
+        adminToken,
         api: this.api,
         collector: this.stats,
         events: this.events,
         log: this.log,
         logLimiter: this.logLimiter,
-        state: () => this.state,
       });
     }
 
     this.listener = new Listener(config, {
       request: (req, res) => this.route(req, res),
       upgrade: (req, socket, head) => this.upgrade(req, socket, head),
+      clientError: (error) => this.logLimiter.write(this.log, "debug", { err: error }, "malformed HTTP request rejected"),
     });
   }
 
@@ -190,7 +194,6 @@ export class HeraldServer {
     const connections = this.connectionCount();
     this.log.info({ connections }, "draining");
     this.events.emit({ type: "drain.started", connections });
-    this.admin?.drain();
 
     const drained = Promise.all(this.transports.map((transport) => transport.drain()));
     let timer: NodeJS.Timeout | undefined;

@@ -25,6 +25,8 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 export interface ListenerHandlers {
   request: RequestHandler;
   upgrade: UpgradeHandler;
+  /** Told of each malformed HTTP/1.1 request, which the listener answers with a 400 itself. */
+  clientError?: (error: Error) => void;
 }
 
 /**
@@ -141,6 +143,7 @@ function attachHttp1(server: HttpServer | Http2SecureServer | Http2Server, handl
   server.on("upgrade", handlers.upgrade);
   server.on("clientError", (error: Error, socket: Duplex) => {
     // Malformed HTTP from one client gets a 400, and the others are still served.
+    handlers.clientError?.(error);
     if (socket.writable) {
       socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     } else {
