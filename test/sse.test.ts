@@ -9,6 +9,7 @@ import { createLogger } from "../src/log.js";
 import { SseTransport } from "../src/transports/sse.js";
 import { publish, startHerald } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
+import { sample, scrape } from "./support/prometheus.js";
 import { openSse, pausedReader } from "./support/sse.js";
 
 type Node = Awaited<ReturnType<typeof startHerald>>;
@@ -309,6 +310,9 @@ describe("sse flow control", () => {
         await publishDirect(node, "stall", big);
       }
       await waitUntil(() => node.server.hub.subscriptionCount === 0, 5_000, "the stalled reader to be cut");
+      const samples = await scrape(node.http);
+      assert.equal(sample(samples, "herald_connections_closed_total", { transport: "sse", reason: "stalled" }), 1);
+      assert.equal(sample(samples, "herald_slow_consumer_closes_total", { transport: "sse" }), 0);
       socket.destroy();
     } finally {
       await node.close();
