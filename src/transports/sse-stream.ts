@@ -74,7 +74,11 @@ export class SseStream implements Subscriber {
     }
     const failure = settled.find((outcome) => outcome.status === "rejected");
     if (failure !== undefined || this.closed || this.draining || this.overflowed) {
-      this.endReason ??= this.overflowed ? "try_again_later" : this.draining ? "going_away" : undefined;
+      if (this.overflowed) {
+        this.endReason ??= "try_again_later";
+      } else if (this.draining) {
+        this.endReason ??= "going_away";
+      }
       this.release();
       if (failure !== undefined) {
         throw failure.reason;
