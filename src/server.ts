@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { Admin } from "./admin/admin.js";
 import { NodeStatsCollector } from "./admin/node-stats.js";
+import { AdminToken } from "./auth/admin-token.js";
 import type { Authenticator } from "./auth/identity.js";
 import { AnonymousAuthenticator } from "./auth/identity.js";
 import type { Broker } from "./broker/broker.js";
@@ -85,6 +86,7 @@ export class HeraldServer {
       this.brokerAvailable = available;
     });
     this.api = new PublishApi(config, this.hub);
+    const adminToken = new AdminToken(config.adminToken);
 
     const context: TransportContext = {
       config,
@@ -93,6 +95,7 @@ export class HeraldServer {
       logLimiter: this.logLimiter,
       events: this.events,
       auth,
+      adminToken,
       nodeId: this.nodeId,
       state: () => this.lifecycle.state,
     };
@@ -126,18 +129,19 @@ export class HeraldServer {
       this.admin = new Admin({
         config,
         hub: this.hub,
+        adminToken,
         api: this.api,
         collector: this.stats,
         events: this.events,
         log: this.log,
         logLimiter: this.logLimiter,
-        state: () => this.lifecycle.state,
       });
     }
 
     this.listener = new Listener(config, {
       request: (req, res) => this.route(req, res),
       upgrade: (req, socket, head) => this.upgrade(req, socket, head),
+      clientError: (error) => this.logLimiter.write(this.log, "debug", { err: error }, "malformed HTTP request rejected"),
     });
   }
 
@@ -204,7 +208,6 @@ export class HeraldServer {
     this.lifecycle.startDraining(connections);
     this.log.info({ connections }, "draining");
     this.events.emit({ type: "drain.started", connections });
-    this.admin?.drain();
 
     const drained = Promise.all(this.transports.map((transport) => transport.drain())).then(
       () => true,

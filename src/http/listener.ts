@@ -26,6 +26,8 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 export interface ListenerHandlers {
   request: RequestHandler;
   upgrade: UpgradeHandler;
+  /** Told of each malformed HTTP/1.1 request, which the listener answers with a 400 itself. */
+  clientError?: (error: Error) => void;
 }
 
 /**
@@ -176,6 +178,7 @@ function attachHttp1(server: HttpServer | Http2SecureServer | Http2Server, handl
   server.on("upgrade", handlers.upgrade);
   server.on("clientError", (error: Error, socket: Duplex) => {
     // Malformed HTTP from one client gets a 400, and the others are still served.
+    handlers.clientError?.(error);
     if (socket.writable) {
       // Destroyed once flushed, so a client that never sends its FIN cannot hold close() open.
       socket.once("finish", () => socket.destroy());
