@@ -3,15 +3,17 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Authenticator } from "./auth/identity.js";
-import { AnonymousAuthenticator } from "./auth/identity.js";
+import { createAuthenticator } from "./auth/jwt.js";
 import type { Broker } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory-broker.js";
 import { Namespaces } from "./channel.js";
 import type { Config } from "./config.js";
 import { protocolError } from "./errors.js";
 import { PublishApi } from "./http/api.js";
-import { sendError, sendJson } from "./http/respond.js";
+import { applyCors } from "./http/cors.js";
+import { rawErrorResponse, sendError, sendJson } from "./http/respond.js";
 import { Hub } from "./hub.js";
+import { ConnectionLimiter } from "./limits/connection-limiter.js";
 import { createLogger, type Logger } from "./log.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
 import { WebSocketTransport } from "./transports/websocket.js";
@@ -34,6 +36,7 @@ export class HeraldServer {
   private readonly api: PublishApi;
   private readonly transports: Transport[];
   private readonly websocket: WebSocketTransport;
+  private readonly auth: Authenticator;
   private state: NodeState = "running";
   /** Set when shutdown begins, before draining, so /readyz turns 503 first. */
   private leaving = false;
@@ -46,7 +49,8 @@ export class HeraldServer {
   ) {
     this.log = options.logger ?? createLogger(config.log.level);
     this.nodeId = config.nodeId || `node-${randomBytes(4).toString("hex")}`;
-    const auth = options.authenticator ?? new AnonymousAuthenticator();
+    const auth = options.authenticator ?? createAuthenticator(config.auth);
+    this.auth = auth;
     const broker = options.broker ?? new MemoryBroker();
     this.hub = new Hub(broker, new Namespaces(config, auth.enabled), config.idempotencyWindowMs);
     this.hub.onAvailabilityChange((available) => {
@@ -60,6 +64,7 @@ export class HeraldServer {
       log: this.log,
       auth,
       nodeId: this.nodeId,
+      limiter: new ConnectionLimiter(config.limits.maxConnectionsPerIp),
       state: () => this.state,
     };
     this.websocket = new WebSocketTransport(context);
@@ -67,10 +72,11 @@ export class HeraldServer {
 
     this.http = createServer((req, res) => this.route(req, res));
     this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
-    this.http.on("clientError", (error, socket) => {
-      // Malformed HTTP from one client: answer 400 and keep serving others.
+    this.http.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+      // Malformed HTTP from one client: answer 400 (431 for oversized headers) and keep serving others.
       if (socket.writable) {
-        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        const code = error.code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : "bad_request";
+        socket.end(rawErrorResponse(protocolError(code, code === "bad_request" ? "The HTTP request is malformed." : undefined)));
       } else {
         socket.destroy(error);
       }
@@ -89,6 +95,9 @@ export class HeraldServer {
     });
     const port = this.port;
     this.log.info({ port, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
+    if (!this.auth.enabled) {
+      this.log.warn("no token key configured: anonymous clients may subscribe to every channel");
+    }
     if (this.config.apiKeys.length === 0) {
       this.log.warn("no API key configured: the publish API accepts loopback clients only");
     }
@@ -196,16 +205,19 @@ export class HeraldServer {
         }
         return;
       case "/api/publish":
+        if (applyCors(req, res, this.config, ["POST"])) return;
         expectMethod(method, "POST");
         this.api.authorize(req);
         await this.api.publish(req, res);
         return;
       case "/api/publish_batch":
+        if (applyCors(req, res, this.config, ["POST"])) return;
         expectMethod(method, "POST");
         this.api.authorize(req);
         await this.api.publishBatch(req, res);
         return;
       case "/api/history":
+        if (applyCors(req, res, this.config, ["GET"])) return;
         expectMethod(method, "GET");
         this.api.authorize(req);
         await this.api.history(url, res);

@@ -1,6 +1,6 @@
-import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
+import { bearerCredential, matchesSecret } from "../auth/secrets.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
@@ -20,14 +20,10 @@ type PublishItem = { channel: string; data: string; idempotencyKey: string | und
 
 /** The backend API: publish, publish_batch and history, behind an API key. */
 export class PublishApi {
-  private readonly keys: Buffer[];
-
   constructor(
     private readonly config: Config,
     private readonly hub: Hub,
-  ) {
-    this.keys = config.apiKeys.map((key) => Buffer.from(key));
-  }
+  ) {}
 
   /**
    * Throws unless the request carries a configured API key. With no key
@@ -35,20 +31,17 @@ export class PublishApi {
    * an open relay.
    */
   authorize(req: IncomingMessage): void {
-    if (this.keys.length === 0) {
+    if (this.config.apiKeys.length === 0) {
       if (!isLoopback(req.socket.remoteAddress)) {
         throw protocolError("unauthorized", "No API key is configured, so the API only accepts loopback clients.");
       }
       return;
     }
-    const header = req.headers.authorization ?? "";
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match) {
+    const given = bearerCredential(req.headers.authorization);
+    if (given === undefined) {
       throw protocolError("unauthorized", "Send the API key as Authorization: Bearer <key>.");
     }
-    const given = Buffer.from(match[1]!.trim());
-    const known = this.keys.some((key) => key.length === given.length && timingSafeEqual(key, given));
-    if (!known) {
+    if (!matchesSecret(given, this.config.apiKeys)) {
       throw protocolError("unauthorized", "The API key is not valid.");
     }
   }

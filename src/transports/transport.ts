@@ -3,6 +3,7 @@ import type { Duplex } from "node:stream";
 import type { Authenticator } from "../auth/identity.js";
 import type { Config } from "../config.js";
 import type { Hub } from "../hub.js";
+import type { ConnectionLimiter } from "../limits/connection-limiter.js";
 import type { Logger } from "../log.js";
 
 export type NodeState = "running" | "draining" | "closed";
@@ -14,6 +15,8 @@ export interface TransportContext {
   readonly log: Logger;
   readonly auth: Authenticator;
   readonly nodeId: string;
+  /** Open connections per remote address, shared by every transport (limits.maxConnectionsPerIp). */
+  readonly limiter: ConnectionLimiter;
   state(): NodeState;
 }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { WebSocket } from "ws";
+import { watchExpiry } from "../auth/expiry.js";
 import type { Identity } from "../auth/identity.js";
 import { ANONYMOUS, checkPublish, checkSubscribe } from "../auth/identity.js";
 import type { StreamPosition } from "../broker/broker.js";
@@ -7,6 +8,7 @@ import { validateChannel } from "../channel.js";
 import type { EncodedPublication } from "../encoded.js";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
+import { TokenBucket } from "../limits/token-bucket.js";
 import type { Logger } from "../log.js";
 import type { TransportContext } from "./transport.js";
 import type { Command, RequestId } from "./websocket-protocol.js";
@@ -32,17 +34,34 @@ export class WebSocketConnection implements Subscriber {
   missedPongs = 0;
   private closing = false;
   private readonly log: Logger;
+  /** Commands and control frames from the client share one budget. */
+  private readonly bucket: TokenBucket;
+  /** Frames dropped in a row for the rate limit; past the burst size the connection is closed. */
+  private rejectedInRow = 0;
+  private cancelExpiry: () => void = () => undefined;
 
+  /**
+   * @param upgradeIdentity identity from a token on the upgrade request;
+   * a `connect` command without a token keeps it.
+   */
   constructor(
     readonly socket: WebSocket,
     private readonly context: TransportContext,
     private readonly onClosed: (connection: WebSocketConnection) => void,
     remoteAddress: string,
+    private readonly upgradeIdentity?: Identity,
   ) {
     this.log = context.log.child({ connection: this.id, transport: "websocket", remote: remoteAddress });
+    const limits = context.config.limits;
+    this.bucket = new TokenBucket(limits.commandRate, limits.commandBurst);
+    if (upgradeIdentity) {
+      this.setIdentity(upgradeIdentity);
+    }
     socket.on("message", (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    socket.on("ping", (data) => this.onPing(data));
     socket.on("pong", () => {
       this.missedPongs = 0;
+      this.withinRate();
     });
     socket.on("close", (code) => this.onClose(code));
     socket.on("error", (error) => this.log.debug({ err: error }, "websocket error"));
@@ -81,6 +100,12 @@ export class WebSocketConnection implements Subscriber {
     this.closeAsSlow();
   }
 
+  /**
+   * Queues a frame unless more than the outbound limit is already queued.
+   * bufferedAmount counts the bytes that ws and the socket hold in this
+   * process; the kernel's socket buffers come on top and are not RSS.
+   * Every frame to the client goes through here, replies included.
+   */
   private send(message: Buffer | string): void {
     if (this.closing) {
       return;
@@ -92,6 +117,48 @@ export class WebSocketConnection implements Subscriber {
     this.socket.send(message);
   }
 
+  /**
+   * Takes one unit of the command budget. Over it, the first dropped frame
+   * gets a `rate_limited` error, later ones are dropped silently, and a
+   * client that goes on for another burst is closed with 4029.
+   */
+  private withinRate(): boolean {
+    if (this.bucket.take()) {
+      this.rejectedInRow = 0;
+      return true;
+    }
+    this.rejectedInRow++;
+    if (this.rejectedInRow === 1) {
+      const rate = this.context.config.limits.commandRate;
+      this.send(errorFrame(undefined, protocolError("rate_limited", `Over ${rate} commands per second; the command was dropped.`)));
+    } else if (this.rejectedInRow > this.context.config.limits.commandBurst) {
+      this.log.info({ rejected: this.rejectedInRow }, "rate limited client closed");
+      this.fail(protocolError("rate_limited"));
+    }
+    return false;
+  }
+
+  private onPing(data: Buffer): void {
+    if (this.closing || !this.withinRate()) {
+      return;
+    }
+    if (this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
+      this.closeAsSlow();
+      return;
+    }
+    this.socket.pong(data);
+  }
+
+  /** Switches to a new identity and closes the connection with 4001 when its token expires. */
+  private setIdentity(identity: Identity): void {
+    this.identity = identity;
+    this.cancelExpiry();
+    this.cancelExpiry = watchExpiry(identity, () => {
+      this.send(errorFrame(undefined, protocolError("token_expired", "The token expired; connect again with a new token.")));
+      this.fail(protocolError("token_expired"));
+    });
+  }
+
   private closeAsSlow(): void {
     this.log.info({ buffered: this.socket.bufferedAmount }, "slow consumer closed");
     this.close(4008, "slow consumer");
@@ -99,6 +166,9 @@ export class WebSocketConnection implements Subscriber {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.closing) {
+      return;
+    }
+    if (!this.withinRate()) {
       return;
     }
     if (isBinary) {
@@ -110,16 +180,22 @@ export class WebSocketConnection implements Subscriber {
       command = parseCommand(data.toString("utf8"));
     } catch (error) {
       if (error instanceof CommandError) {
-        this.socket.send(errorFrame(error.id, error.error));
+        this.send(errorFrame(error.id, error.error));
       } else {
-        this.socket.send(errorFrame(undefined, toHeraldError(error)));
+        this.send(errorFrame(undefined, toHeraldError(error)));
       }
       return;
     }
     this.inFlight++;
     this.execute(command)
       .then((result) => this.reply(command.id, result))
-      .catch((error: unknown) => this.replyError(command.id, error))
+      .catch((error: unknown) => {
+        this.replyError(command.id, error);
+        // A rejected connect ends the connection, after the error reply names the reason.
+        if (command.type === "connect" && !this.connected) {
+          this.fail(toHeraldError(error));
+        }
+      })
       .finally(() => {
         this.inFlight--;
       });
@@ -131,10 +207,10 @@ export class WebSocketConnection implements Subscriber {
       return;
     }
     if (result instanceof RawJson) {
-      this.socket.send(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
+      this.send(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
       return;
     }
-    this.socket.send(replyFrame(id, result));
+    this.send(replyFrame(id, result));
   }
 
   private replyError(id: RequestId, error: unknown): void {
@@ -142,7 +218,7 @@ export class WebSocketConnection implements Subscriber {
     if (herald.code === "internal") {
       this.log.error({ err: error }, "command failed");
     }
-    this.socket.send(errorFrame(id, herald));
+    this.send(errorFrame(id, herald));
   }
 
   /** Ends the connection for an error whose code closes it. */
@@ -171,8 +247,7 @@ export class WebSocketConnection implements Subscriber {
       case "presence":
         return this.presence(command.channel);
       case "refresh":
-        this.identity = await this.context.auth.authenticate(command.token);
-        return {};
+        return this.refresh(command.token);
       case "ping":
         return {};
     }
@@ -182,7 +257,9 @@ export class WebSocketConnection implements Subscriber {
     if (this.connected) {
       throw protocolError("bad_request", "The connection is already connected.");
     }
-    this.identity = await this.context.auth.authenticate(token);
+    const identity =
+      token === undefined && this.upgradeIdentity ? this.upgradeIdentity : await this.context.auth.authenticate(token);
+    this.setIdentity(identity);
     this.connected = true;
 
     const restored: Array<{ channel: string; recovered: boolean }> = [];
@@ -200,6 +277,23 @@ export class WebSocketConnection implements Subscriber {
     this.session ??= randomUUID();
     this.log.debug({ user: this.identity.user, session: this.session }, "client connected");
     return { client: this.id, session: this.session, node: this.context.nodeId, user: this.identity.user, restored };
+  }
+
+  /**
+   * Replaces the token before it expires, without reconnecting. The new
+   * token must be for the same user.
+   */
+  private async refresh(token: string): Promise<unknown> {
+    const identity = await this.context.auth.authenticate(token);
+    if (identity.anonymous) {
+      throw protocolError("token_invalid", "The refresh command needs a token.");
+    }
+    if (identity.user !== this.identity.user) {
+      throw protocolError("token_user_mismatch", "The new token is for another user; open a new connection for that user.");
+    }
+    // NOTE: channels already subscribed stay subscribed even if the new token no longer lists them.
+    this.setIdentity(identity);
+    return { expiresAt: identity.expiresAt ?? null };
   }
 
   /**
@@ -232,7 +326,7 @@ export class WebSocketConnection implements Subscriber {
 
     const reply = { channel, epoch: result.epoch, offset: since?.offset ?? result.top, recovered: result.recovered };
     if (id !== undefined) {
-      this.socket.send(replyFrame(id, reply));
+      this.send(replyFrame(id, reply));
     }
     if (!result.recovered && since !== undefined) {
       this.gap(result.subscription, { epoch: result.epoch, offset: result.top });
@@ -306,6 +400,7 @@ export class WebSocketConnection implements Subscriber {
 
   private onClose(code: number): void {
     this.closing = true;
+    this.cancelExpiry();
     this.saveSession();
     for (const subscription of this.subscriptions.values()) {
       this.context.hub.unsubscribe(subscription);

@@ -1,6 +1,11 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
+import type { Identity } from "../auth/identity.js";
+import { tokenFromRequest } from "../auth/request-token.js";
+import { type HeraldError, protocolError, toHeraldError } from "../errors.js";
+import { originAllowed } from "../http/cors.js";
+import { rawErrorResponse } from "../http/respond.js";
 import type { Transport, TransportContext } from "./transport.js";
 import { WebSocketConnection } from "./websocket-connection.js";
 
@@ -23,6 +28,8 @@ export class WebSocketTransport implements Transport {
       maxPayload: context.config.websocket.maxMessageSize,
       perMessageDeflate: false,
       clientTracking: false,
+      // Pings are answered by the connection, after its rate limit, not by ws for free.
+      autoPong: false,
     });
     const interval = context.config.websocket.pingIntervalMs;
     if (interval > 0) {
@@ -36,24 +43,55 @@ export class WebSocketTransport implements Transport {
     return this.connections.size;
   }
 
+  /**
+   * Checks an upgrade before the handshake: node state, Origin, the
+   * per-address connection limit, and a token in the `token` query
+   * parameter or the Authorization header. A rejected upgrade gets an HTTP
+   * status and a JSON error body, which browsers do not show to the page.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.context.state() !== "running") {
-      rejectUpgrade(socket, 503, "Service Unavailable", { "Retry-After": "5" }, "draining");
+      rejectUpgrade(socket, protocolError("draining"), { "Retry-After": "5" });
       return;
     }
-    const allowed = this.context.config.websocket.allowedOrigins;
-    const origin = req.headers.origin;
-    if (allowed.length > 0 && origin !== undefined && !allowed.includes(origin)) {
-      rejectUpgrade(socket, 403, "Forbidden", {}, "origin_forbidden");
+    // Cross-site WebSocket hijacking: browsers send any site's page here with the user's cookies.
+    if (!originAllowed(req, this.context.config.websocket.allowedOrigins)) {
+      rejectUpgrade(socket, protocolError("origin_forbidden", "The Origin is not in websocket.allowedOrigins."));
+      return;
+    }
+    const address = req.socket.remoteAddress ?? "";
+    const release = this.context.limiter.acquire(address);
+    if (!release) {
+      const max = this.context.config.limits.maxConnectionsPerIp;
+      rejectUpgrade(socket, protocolError("too_many_connections", `At most ${max} connections per address are allowed.`));
+      return;
+    }
+    // The raw socket closes once, whether the upgrade fails or the WebSocket ends later.
+    socket.once("close", release);
+
+    let token: string | undefined;
+    try {
+      token = tokenFromRequest(req, new URL(req.url ?? "/", "http://herald.invalid"));
+    } catch (error) {
+      rejectUpgrade(socket, toHeraldError(error));
+      return;
+    }
+    if (token === undefined) {
+      this.accept(req, socket, head, address, undefined);
+      return;
+    }
+    this.context.auth.authenticate(token).then(
+      (identity) => this.accept(req, socket, head, address, identity),
+      (error: unknown) => rejectUpgrade(socket, toHeraldError(error)),
+    );
+  }
+
+  private accept(req: IncomingMessage, socket: Duplex, head: Buffer, address: string, identity: Identity | undefined): void {
+    if (socket.destroyed) {
       return;
     }
     this.server.handleUpgrade(req, socket, head, (ws) => {
-      const connection = new WebSocketConnection(
-        ws,
-        this.context,
-        (closed) => this.forget(closed),
-        req.socket.remoteAddress ?? "",
-      );
+      const connection = new WebSocketConnection(ws, this.context, (closed) => this.forget(closed), address, identity);
       this.connections.add(connection);
     });
   }
@@ -107,14 +145,10 @@ export class WebSocketTransport implements Transport {
   }
 }
 
-function rejectUpgrade(socket: Duplex, status: number, text: string, headers: Record<string, string>, code: string): void {
-  const body = JSON.stringify({ error: { code, message: text } });
-  const lines = [
-    `HTTP/1.1 ${status} ${text}`,
-    "Connection: close",
-    "Content-Type: application/json",
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
-  ];
-  socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
+function rejectUpgrade(socket: Duplex, error: HeraldError, headers: Record<string, string> = {}): void {
+  if (socket.writable) {
+    socket.end(rawErrorResponse(error, headers));
+  } else {
+    socket.destroy();
+  }
 }
