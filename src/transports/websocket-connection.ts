@@ -114,7 +114,8 @@ export class WebSocketConnection implements Subscriber {
       this.closeAsSlow();
       return;
     }
-    this.socket.send(message);
+    // ws sends a Buffer as a binary frame unless told otherwise; every Herald message is JSON text.
+    this.socket.send(message, { binary: false });
   }
 
   /**

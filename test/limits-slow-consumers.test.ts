@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import { postJson, TestClient } from "./support/herald.js";
+import { freePort, waitUntil } from "./support/ports.js";
+import { startProcess, type Managed } from "./support/processes.js";
+import { RawWebSocket } from "./support/raw-websocket.js";
+
+const SLOW_CLIENTS = 100;
+const FAST_CLIENTS = 20;
+const EVENT_BYTES = 32 * 1024;
+const EVENTS = 1_600; // 1,600 x 32 KiB = 50 MiB
+const BATCH = 25;
+/**
+ * Peak RSS the node may reach over its own idle RSS. Each slow client
+ * holds at most the 1 MiB outbound limit plus one event in the node, and
+ * queued frames share one Buffer per event. Measured growth on a 2-core
+ * Linux VM with Node 20: about 55 MiB over an idle 72 MiB; without the
+ * limit it would approach 100 x 50 MiB.
+ */
+const RSS_GROWTH_BOUND_BYTES = 128 * 1024 * 1024;
+
+describe("limits slow consumers", () => {
+  let herald: Managed;
+  let port: number;
+  let http: string;
+
+  before(async () => {
+    port = await freePort();
+    http = `http://127.0.0.1:${port}`;
+    herald = startProcess(process.execPath, ["bin/herald.js", "serve"], {
+      env: { ...process.env, HERALD_PORT: String(port), HERALD_HOST: "127.0.0.1", HERALD_LOG_LEVEL: "info" },
+    });
+    await waitUntil(async () => (await fetch(`${http}/healthz`).catch(() => undefined))?.status === 200, 15_000, "herald to start");
+  });
+
+  after(async () => {
+    await herald.stop();
+  });
+
+  test("never-reading clients keep memory bounded", async () => {
+    const pid = herald.child.pid!;
+    const idleRss = memory(pid).rss;
+    const channel = "flood";
+    const connect = JSON.stringify({ id: 1, type: "connect" });
+    const subscribe = JSON.stringify({ id: 2, type: "subscribe", channel });
+
+    const slow: RawWebSocket[] = [];
+    for (let i = 0; i < SLOW_CLIENTS + 1; i++) {
+      const client = await RawWebSocket.open(port);
+      client.sendText(connect);
+      client.sendText(subscribe);
+      await client.until(() => client.texts.some((text) => text.includes('"id":2')));
+      client.pause();
+      slow.push(client);
+    }
+    // The last one pauses like the others but resumes as soon as the node closes it, to read its close frame.
+    const resumer = slow.pop()!;
+    const resumerId = JSON.parse(resumer.texts.find((text) => text.includes('"id":1'))!).result.client as string;
+    const logLines = () => herald.output().split("\n");
+    const resumerClosed = waitUntil(
+      () => logLines().some((line) => line.includes('"msg":"slow consumer closed"') && line.includes(resumerId)),
+      60_000,
+      "the resumer to be closed",
+    ).then(() => resumer.resume());
+
+    const fast = await Promise.all(Array.from({ length: FAST_CLIENTS }, () => TestClient.open(`ws://127.0.0.1:${port}/ws`)));
+    for (const client of fast) {
+      const reply = await client.request({ type: "subscribe", channel });
+      assert.equal(reply.type, "reply");
+    }
+
+    const payload = "x".repeat(EVENT_BYTES);
+    let peakRss = 0;
+    for (let sent = 0; sent < EVENTS; sent += BATCH) {
+      const items = Array.from({ length: BATCH }, (_, i) => ({ channel, data: { n: sent + i + 1, payload } }));
+      const { status } = await postJson(http, "/api/publish_batch", { items });
+      assert.equal(status, 200);
+      peakRss = Math.max(peakRss, memory(pid).rss);
+    }
+
+    for (const client of fast) {
+      const events = await client.waitForPubs(channel, EVENTS, 60_000);
+      assert.deepEqual(
+        events.map((event) => event.offset),
+        Array.from({ length: EVENTS }, (_, i) => i + 1),
+      );
+    }
+
+    // A client that never reads cannot see its close frame, so the node's log is the witness.
+    const slowCloses = () => logLines().filter((line) => line.includes('"msg":"slow consumer closed"')).length;
+    await waitUntil(() => slowCloses() >= SLOW_CLIENTS + 1, 30_000, "every slow client to be closed");
+    assert.equal(slowCloses(), SLOW_CLIENTS + 1);
+
+    // Resumed before the node's 5 s close timeout, the reader drains its backlog and then the close frame.
+    await resumerClosed;
+    await resumer.until(() => resumer.closeCode !== undefined, 30_000);
+    assert.equal(resumer.closeCode, 4008);
+    const received = resumer.texts.map((text) => JSON.parse(text)).filter((message) => message.type === "pub");
+    assert.ok(received.length > 0);
+    assert.deepEqual(
+      received.map((event) => event.offset),
+      Array.from({ length: received.length }, (_, i) => i + 1),
+    );
+
+    // It resumes from its offset: history no longer covers it, so it gets a gap notice, then live events.
+    const subscribed = resumer.texts.map((text) => JSON.parse(text)).find((message) => message.id === 2);
+    const again = await TestClient.open(`ws://127.0.0.1:${port}/ws`);
+    const since = { epoch: subscribed.result.epoch, offset: received.length };
+    const resumed = await again.request({ type: "subscribe", channel, since });
+    assert.equal(resumed.type, "reply");
+    assert.equal(resumed.result.recovered, false);
+    const gap = await again.waitFor((message) => message.type === "gap");
+    assert.equal(gap.offset, EVENTS);
+    await postJson(http, "/api/publish", { channel, data: "after" });
+    const [live] = await again.waitForPubs(channel, 1);
+    assert.equal(live.offset, EVENTS + 1);
+
+    const peak = Math.max(peakRss, memory(pid).peak);
+    assert.ok(
+      peak - idleRss < RSS_GROWTH_BOUND_BYTES,
+      `peak RSS grew by ${Math.round((peak - idleRss) / 1048576)} MiB (idle ${Math.round(idleRss / 1048576)} MiB)`,
+    );
+
+    again.close();
+    fast.forEach((client) => client.close());
+    slow.forEach((client) => client.destroy());
+    resumer.destroy();
+  });
+});
+
+/** Current and peak resident set size of a process, in bytes, from /proc/PID/status. */
+function memory(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) * 1024;
+  return { rss: field("VmRSS"), peak: field("VmHWM") };
+}
