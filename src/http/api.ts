@@ -4,6 +4,7 @@ import { bearerCredential, matchesSecret } from "../auth/secrets.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
+import { encodePublicationData } from "../publication-data.js";
 import { isLoopback, readJsonBody, sendJson } from "./respond.js";
 
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
@@ -123,7 +124,7 @@ function parseItem(body: unknown, headerKey: string | undefined): PublishItem {
   if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
     throw protocolError("invalid_command", `The idempotency key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters.`);
   }
-  return { channel: parsed.data.channel, data: JSON.stringify(parsed.data.data), idempotencyKey };
+  return { channel: parsed.data.channel, data: encodePublicationData(parsed.data.data), idempotencyKey };
 }
 
 function parseCount(text: string | null, name: string, fallback: number): number {

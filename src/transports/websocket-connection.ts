@@ -10,6 +10,7 @@ import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
 import { TokenBucket } from "../limits/token-bucket.js";
 import type { Logger } from "../log.js";
+import { encodePublicationData } from "../publication-data.js";
 import type { TransportContext } from "./transport.js";
 import type { Command, RequestId } from "./websocket-protocol.js";
 import { CommandError, errorFrame, parseCommand, replyFrame } from "./websocket-protocol.js";
@@ -358,7 +359,7 @@ export class WebSocketConnection implements Subscriber {
       throw protocolError("invalid_command", "Invalid publish command (data: required).");
     }
     checkPublish(this.identity, this.context.hub.namespaceOf(channel), channel);
-    const publication = await this.context.hub.publish(channel, JSON.stringify(data));
+    const publication = await this.context.hub.publish(channel, encodePublicationData(data));
     return { channel, epoch: publication.epoch, offset: publication.offset };
   }
 
