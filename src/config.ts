@@ -62,7 +62,7 @@ export const configSchema = z
         jwksUrl: z.string().default(""),
         /** How long a fetched JWKS is used before it is fetched again, in ms. */
         jwksCacheMs: millis(600_000),
-        /** Least time between two fetches caused by an unknown key id, in ms. */
+        /** Minimum time between two fetches caused by an unknown key id, in ms. */
         jwksCooldownMs: millis(30_000),
         /** Time allowed for one JWKS fetch, in ms. */
         jwksTimeoutMs: positiveInt(5_000),
@@ -83,7 +83,7 @@ export const configSchema = z
       .object({
         /** Origins (`scheme://host[:port]`) whose pages may call the HTTP endpoints; `*` allows any. Empty: same-origin only. */
         allowedOrigins: z.array(z.string().min(1)).default([]),
-        /** How long a browser may cache a preflight answer, in seconds. */
+        /** How long a browser may cache a preflight response, in seconds. */
         maxAgeSeconds: z.number().int().min(0).default(600),
       })
       .strict()

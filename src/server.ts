@@ -73,7 +73,7 @@ export class HeraldServer {
     this.http = createServer((req, res) => this.route(req, res));
     this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
     this.http.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
-      // Malformed HTTP from one client: answer 400 (431 for oversized headers) and keep serving others.
+      // Malformed HTTP from one client gets 400 (431 for oversized headers), and the node keeps serving others.
       if (socket.writable) {
         const code = error.code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : "bad_request";
         socket.end(rawErrorResponse(protocolError(code, code === "bad_request" ? "The HTTP request is malformed." : undefined)));

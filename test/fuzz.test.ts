@@ -80,7 +80,7 @@ describe(`fuzz (seed ${SEED})`, () => {
       } else {
         client.sendText(frame);
       }
-      // Lockstep: the next reply or error (pushes aside) answers this frame, unless the node closed the socket.
+      // Lockstep: the next reply or error (not counting pushes) belongs to this frame, unless the node closed the socket.
       await client.until(
         () => client.ended || client.closeCode !== undefined || client.texts.slice(before).some((text) => isAnswer(text)),
         5_000,
@@ -146,7 +146,7 @@ function assertCloseCode(code: number | undefined): void {
   }
 }
 
-/** One client frame: a mutated command, random JSON, or a hostile encoding. */
+/** Builds one client frame: a mutated command, random JSON, or a hostile encoding. */
 function wsFrame(random: Random, id: number, tokens: string[]): string | Buffer {
   const type = random.pick(["connect", "subscribe", "unsubscribe", "publish", "history", "presence", "refresh", "ping", "nope", ""]);
   switch (random.int(12)) {
@@ -181,7 +181,7 @@ function wsFrame(random: Random, id: number, tokens: string[]): string | Buffer 
   }
 }
 
-/** One raw HTTP/1.1 request with random path, query, headers and body. */
+/** Builds one raw HTTP/1.1 request with random path, query, headers and body. */
 function httpRequest(random: Random): string {
   const path = random.pick(["/api/publish", "/api/publish_batch", "/api/history", "/healthz", "/readyz", "/ws", "/nope", "/", "/api"]);
   const method = random.pick(["GET", "POST", "OPTIONS", "PUT", "DELETE", "HEAD", "PATCH"]);

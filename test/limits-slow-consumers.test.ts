@@ -13,7 +13,7 @@ const EVENTS = 1_600; // 1,600 x 32 KiB = 50 MiB
 const BATCH = 25;
 /**
  * Peak RSS the node may reach over its own idle RSS. Each slow client
- * holds at most the 1 MiB outbound limit plus one event in the node, and
+ * keeps at most the 1 MiB outbound limit plus one event in the node, and
  * queued frames share one Buffer per event. Measured growth on a 2-core
  * Linux VM with Node 20: about 55 MiB over an idle 72 MiB; without the
  * limit it would approach 100 x 50 MiB.

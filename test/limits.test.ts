@@ -99,7 +99,7 @@ describe("limits", () => {
     for (let i = 0; i < 100_000; i++) {
       raw.ping();
     }
-    // The node stops answering and cuts the socket; it never waits on a reader that does not read.
+    // The node stops sending pongs and cuts the socket 5 s after its close frame, read or not.
     await waitUntil(() => openConnections() === 1, 10_000, "the flooder to be closed");
     await canary.check();
     raw.destroy();

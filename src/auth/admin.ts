@@ -14,16 +14,16 @@ export function checkAdmin(config: Config, req: IncomingMessage, url: URL): void
   if (config.adminToken === "") {
     throw protocolError("admin_disabled", "The admin API is off; set adminToken (HERALD_ADMIN_TOKEN) to turn it on.");
   }
-  let given: string | undefined;
+  let credential: string | undefined;
   try {
-    given = tokenFromRequest(req, url);
+    credential = tokenFromRequest(req, url);
   } catch {
-    given = undefined;
+    credential = undefined;
   }
-  if (given === undefined) {
+  if (credential === undefined) {
     throw protocolError("unauthorized", "Send the admin token as Authorization: Bearer <token>.");
   }
-  if (!matchesSecret(given, [config.adminToken])) {
+  if (!matchesSecret(credential, [config.adminToken])) {
     throw protocolError("unauthorized", "The admin token is not valid.");
   }
 }

@@ -12,7 +12,7 @@ export interface Identity {
   readonly publish: readonly string[];
   /**
    * Time in ms since the Unix epoch after which the node treats the token
-   * as expired (its `exp` plus the allowed clock skew); undefined when the
+   * as expired: its `exp` plus the allowed clock skew. Undefined when the
    * token has no `exp`.
    */
   readonly expiresAt: number | undefined;
@@ -94,8 +94,8 @@ function globMatches(pattern: string, text: string): boolean {
  */
 export function checkSubscribe(identity: Identity, namespace: Namespace, channel: string): void {
   if (!maySubscribe(identity, namespace, channel)) {
-    const why = identity.anonymous ? "needs a token that lists it" : "is not listed in the token";
-    throw protocolError("forbidden", `Channel ${channel} ${why}.`);
+    const reason = identity.anonymous ? "needs a token that lists it" : "is not listed in the token";
+    throw protocolError("forbidden", `Channel ${channel} ${reason}.`);
   }
 }
 

@@ -25,7 +25,7 @@ export const MAX_TOKEN_LENGTH = 16_384;
 /** Longest accepted `sub`, in characters. */
 const MAX_USER_LENGTH = 256;
 
-/** Most entries in a channels or publish claim. */
+/** Maximum entries in a channels or publish claim. */
 const MAX_CLAIM_ENTRIES = 1_000;
 
 /** A configured key and the one algorithm it may verify. */
@@ -46,9 +46,12 @@ export class JwtAuthenticator implements Authenticator {
   private readonly keys: StaticKey[];
   private readonly jwks: JWTVerifyGetKey | undefined;
   private readonly algorithms: Set<Algorithm>;
+  /** jose takes the clock tolerance in whole seconds, as JWT times are. */
+  private readonly skewSeconds: number;
 
   constructor(private readonly settings: AuthConfig) {
     this.keys = loadStaticKeys(settings);
+    this.skewSeconds = Math.floor(settings.clockSkewMs / 1000);
     this.jwks =
       settings.jwksUrl === ""
         ? undefined
@@ -125,7 +128,7 @@ export class JwtAuthenticator implements Authenticator {
       try {
         return (await jwtVerify(token, this.jwks, this.verifyOptions([algorithm]))).payload;
       } catch (error) {
-        // A key set without the token's kid says less than a static key that failed.
+        // A static key's signature failure is more precise than a key set without the token's kid.
         if (failure === undefined || !(error instanceof errors.JWKSNoMatchingKey)) {
           failure = error;
         }
@@ -137,7 +140,7 @@ export class JwtAuthenticator implements Authenticator {
   private verifyOptions(algorithms: Algorithm[]): JWTVerifyOptions {
     const options: JWTVerifyOptions = {
       algorithms,
-      clockTolerance: Math.floor(this.settings.clockSkewMs / 1000),
+      clockTolerance: this.skewSeconds,
     };
     if (this.settings.audience.length > 0) {
       options.audience = [...this.settings.audience];
@@ -154,7 +157,7 @@ export class JwtAuthenticator implements Authenticator {
       throw protocolError("token_invalid_claims", `The token needs a sub claim of 1 to ${MAX_USER_LENGTH} characters.`);
     }
     // Expiry moves by the allowed skew, so the node ends the connection when it would reject the token.
-    const expiresAt = typeof payload.exp === "number" ? payload.exp * 1000 + this.settings.clockSkewMs : undefined;
+    const expiresAt = typeof payload.exp === "number" ? (payload.exp + this.skewSeconds) * 1000 : undefined;
     return Object.freeze({
       user,
       anonymous: false,

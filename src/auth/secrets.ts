@@ -1,12 +1,12 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 
 /**
- * Whether `given` equals one of the secrets, in time that depends on
- * neither the contents nor the length of either: both sides are hashed to
- * the same size before the constant-time comparison.
+ * Checks whether `candidate` equals one of the secrets, in time that
+ * depends on neither the contents nor the length of either, because both
+ * sides are hashed to the same size before the constant-time comparison.
  */
-export function matchesSecret(given: string, secrets: readonly string[]): boolean {
-  const digest = sha256(given);
+export function matchesSecret(candidate: string, secrets: readonly string[]): boolean {
+  const digest = sha256(candidate);
   let found = false;
   for (const secret of secrets) {
     // No early exit, so the time does not reveal which secret matched.

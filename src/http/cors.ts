@@ -6,7 +6,7 @@ import { protocolError } from "../errors.js";
 const ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key";
 
 /**
- * Whether a request's `Origin` may use the node. Allowed are requests
+ * Checks whether a request's `Origin` may use the node. Allowed are requests
  * without an Origin (clients other than browsers, and same-origin GETs),
  * an Origin listed in `allowed` (or any, with `*`), and a same-origin page,
  * whose Origin names the host in the request's Host header. Everything
@@ -40,10 +40,10 @@ function sameOrigin(origin: string, host: string | undefined): boolean {
 /**
  * Applies the CORS policy of `cors.allowedOrigins` to a request for an
  * HTTP endpoint. A request from a foreign Origin gets `origin_forbidden`
- * (thrown), so a page on another site can neither read the answer nor
- * cause a publish. For an allowed Origin the answer carries the CORS
- * headers, and a preflight (OPTIONS) is answered here with 204: the return
- * value is true when the caller has nothing left to do.
+ * (thrown), so a page on another site can neither read the response nor
+ * cause a publish. For an allowed Origin the response carries the CORS
+ * headers, and a preflight (OPTIONS) gets its 204 response here. Returns
+ * true when the caller has nothing left to do.
  */
 export function applyCors(req: IncomingMessage, res: ServerResponse, config: Config, methods: readonly string[]): boolean {
   const origin = req.headers.origin;

@@ -13,7 +13,8 @@ test("connection limiter per address", () => {
   const limiter = new ConnectionLimiter(2);
   const first = limiter.acquire("10.0.0.1");
   const second = limiter.acquire("10.0.0.1");
-  assert.ok(first && second);
+  assert.ok(first);
+  assert.ok(second);
   assert.equal(limiter.acquire("10.0.0.1"), undefined);
   assert.ok(limiter.acquire("10.0.0.2"));
   first();

@@ -115,7 +115,7 @@ export class WebSocketConnection implements Subscriber {
       this.closeAsSlow();
       return;
     }
-    // ws sends a Buffer as a binary frame unless told otherwise; every Herald message is JSON text.
+    // ws sends a Buffer as a binary frame unless `binary: false` is set, but every Herald message is JSON text.
     this.socket.send(message, { binary: false });
   }
 

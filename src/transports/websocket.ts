@@ -28,7 +28,7 @@ export class WebSocketTransport implements Transport {
       maxPayload: context.config.websocket.maxMessageSize,
       perMessageDeflate: false,
       clientTracking: false,
-      // Pings are answered by the connection, after its rate limit, not by ws for free.
+      // The connection sends pongs itself, within its rate limit, so a ping flood cannot make the node write.
       autoPong: false,
     });
     const interval = context.config.websocket.pingIntervalMs;

@@ -6,7 +6,7 @@ export class Random {
     this.state = seed >>> 0;
   }
 
-  /** A float in [0, 1). */
+  /** Returns a float in [0, 1). */
   next(): number {
     this.state = (this.state + 0x6d2b79f5) >>> 0;
     let t = this.state;
@@ -15,7 +15,7 @@ export class Random {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
 
-  /** An integer in [0, bound). */
+  /** Returns an integer in [0, bound). */
   int(bound: number): number {
     return Math.floor(this.next() * bound);
   }
@@ -38,7 +38,7 @@ export class Random {
     return text;
   }
 
-  /** A JSON value of bounded size, with the awkward cases fuzzers find. */
+  /** Builds a JSON value of bounded size, with the awkward cases fuzzers find. */
   json(depth = 0): unknown {
     const kind = this.int(depth > 3 ? 7 : 9);
     switch (kind) {
@@ -71,7 +71,7 @@ export class Random {
   }
 }
 
-/** `[[[...]]]` or `{"a":{"a":...}}` nested `depth` levels, as raw JSON text. */
+/** Builds `[[[...]]]` or `{"a":{"a":...}}` nested `depth` levels, as raw JSON text. */
 export function nestedJson(depth: number, object: boolean): string {
   return object ? `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}` : `${"[".repeat(depth)}1${"]".repeat(depth)}`;
 }

@@ -129,17 +129,20 @@ export class RawWebSocket {
 export function encodeClientFrame(opcode: number, payload: Buffer): Buffer {
   const mask = randomBytes(4);
   const length = payload.length;
-  const header = length < 126 ? Buffer.alloc(2) : length < 65536 ? Buffer.alloc(4) : Buffer.alloc(10);
-  header[0] = 0x80 | opcode;
+  let header: Buffer;
   if (length < 126) {
+    header = Buffer.alloc(2);
     header[1] = 0x80 | length;
   } else if (length < 65536) {
+    header = Buffer.alloc(4);
     header[1] = 0x80 | 126;
     header.writeUInt16BE(length, 2);
   } else {
+    header = Buffer.alloc(10);
     header[1] = 0x80 | 127;
     header.writeBigUInt64BE(BigInt(length), 2);
   }
+  header[0] = 0x80 | opcode;
   const masked = Buffer.alloc(length);
   for (let i = 0; i < length; i++) {
     masked[i] = payload[i]! ^ mask[i % 4]!;
