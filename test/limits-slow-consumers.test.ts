@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { after, before, describe, test } from "node:test";
+import { connect as connectTcp, type Socket } from "node:net";
+import { describe, test } from "node:test";
 import { postJson, TestClient } from "./support/herald.js";
 import { freePort, waitUntil } from "./support/ports.js";
 import { startProcess, type Managed } from "./support/processes.js";
@@ -20,114 +21,198 @@ const BATCH = 25;
  */
 const RSS_GROWTH_BOUND_BYTES = 128 * 1024 * 1024;
 
-describe("limits slow consumers", () => {
-  let herald: Managed;
-  let port: number;
-  let http: string;
-
-  before(async () => {
-    port = await freePort();
-    http = `http://127.0.0.1:${port}`;
-    herald = startProcess(process.execPath, ["bin/herald.js", "serve"], {
-      env: { ...process.env, HERALD_PORT: String(port), HERALD_HOST: "127.0.0.1", HERALD_LOG_LEVEL: "info" },
-    });
-    await waitUntil(async () => (await fetch(`${http}/healthz`).catch(() => undefined))?.status === 200, 15_000, "herald to start");
+/** Starts `herald serve` as its own process, so its RSS is the node's alone. */
+async function startNode(): Promise<{ herald: Managed; port: number; http: string }> {
+  const port = await freePort();
+  const http = `http://127.0.0.1:${port}`;
+  const herald = startProcess(process.execPath, ["bin/herald.js", "serve"], {
+    env: { ...process.env, HERALD_PORT: String(port), HERALD_HOST: "127.0.0.1", HERALD_LOG_LEVEL: "info" },
   });
+  await waitUntil(async () => (await fetch(`${http}/healthz`).catch(() => undefined))?.status === 200, 15_000, "herald to start");
+  return { herald, port, http };
+}
 
-  after(async () => {
-    await herald.stop();
-  });
+/** Subscribes FAST_CLIENTS reading WebSocket clients to the channel. */
+async function openFastClients(port: number, channel: string): Promise<TestClient[]> {
+  const fast = await Promise.all(Array.from({ length: FAST_CLIENTS }, () => TestClient.open(`ws://127.0.0.1:${port}/ws`)));
+  for (const client of fast) {
+    const reply = await client.request({ type: "subscribe", channel });
+    assert.equal(reply.type, "reply");
+  }
+  return fast;
+}
 
-  test("never-reading clients keep memory bounded", async () => {
-    const pid = herald.child.pid!;
-    const idleRss = memory(pid).rss;
-    const channel = "flood";
-    const connect = JSON.stringify({ id: 1, type: "connect" });
-    const subscribe = JSON.stringify({ id: 2, type: "subscribe", channel });
+/** Publishes EVENTS events of EVENT_BYTES each in batches; returns the highest RSS seen meanwhile. */
+async function publishFlood(http: string, pid: number, channel: string): Promise<number> {
+  const payload = "x".repeat(EVENT_BYTES);
+  let peakRss = 0;
+  for (let sent = 0; sent < EVENTS; sent += BATCH) {
+    const items = Array.from({ length: BATCH }, (_, i) => ({ channel, data: { n: sent + i + 1, payload } }));
+    const { status } = await postJson(http, "/api/publish_batch", { items });
+    assert.equal(status, 200);
+    peakRss = Math.max(peakRss, memory(pid).rss);
+  }
+  return peakRss;
+}
 
-    const slow: RawWebSocket[] = [];
-    for (let i = 0; i < SLOW_CLIENTS + 1; i++) {
-      const client = await RawWebSocket.open(port);
-      client.sendText(connect);
-      client.sendText(subscribe);
-      await client.until(() => client.texts.some((text) => text.includes('"id":2')));
-      client.pause();
-      slow.push(client);
-    }
-    // The last one pauses like the others but resumes as soon as the node closes it, to read its close frame.
-    const resumer = slow.pop()!;
-    const resumerId = JSON.parse(resumer.texts.find((text) => text.includes('"id":1'))!).result.client as string;
-    const logLines = () => herald.output().split("\n");
-    const resumerClosed = waitUntil(
-      () => logLines().some((line) => line.includes('"msg":"slow consumer closed"') && line.includes(resumerId)),
-      60_000,
-      "the resumer to be closed",
-    ).then(() => resumer.resume());
-
-    const fast = await Promise.all(Array.from({ length: FAST_CLIENTS }, () => TestClient.open(`ws://127.0.0.1:${port}/ws`)));
-    for (const client of fast) {
-      const reply = await client.request({ type: "subscribe", channel });
-      assert.equal(reply.type, "reply");
-    }
-
-    const payload = "x".repeat(EVENT_BYTES);
-    let peakRss = 0;
-    for (let sent = 0; sent < EVENTS; sent += BATCH) {
-      const items = Array.from({ length: BATCH }, (_, i) => ({ channel, data: { n: sent + i + 1, payload } }));
-      const { status } = await postJson(http, "/api/publish_batch", { items });
-      assert.equal(status, 200);
-      peakRss = Math.max(peakRss, memory(pid).rss);
-    }
-
-    for (const client of fast) {
-      const events = await client.waitForPubs(channel, EVENTS, 60_000);
-      assert.deepEqual(
-        events.map((event) => event.offset),
-        Array.from({ length: EVENTS }, (_, i) => i + 1),
-      );
-    }
-
-    // A client that never reads cannot see its close frame, so the node's log is the witness.
-    const slowCloses = () => logLines().filter((line) => line.includes('"msg":"slow consumer closed"')).length;
-    await waitUntil(() => slowCloses() >= SLOW_CLIENTS + 1, 30_000, "every slow client to be closed");
-    assert.equal(slowCloses(), SLOW_CLIENTS + 1);
-
-    // Resumed before the node's 5 s close timeout, the reader drains its backlog and then the close frame.
-    await resumerClosed;
-    await resumer.until(() => resumer.closeCode !== undefined, 30_000);
-    assert.equal(resumer.closeCode, 4008);
-    const received = resumer.texts.map((text) => JSON.parse(text)).filter((message) => message.type === "pub");
-    assert.ok(received.length > 0);
+async function assertEveryEvent(fast: TestClient[], channel: string): Promise<void> {
+  for (const client of fast) {
+    const events = await client.waitForPubs(channel, EVENTS, 60_000);
     assert.deepEqual(
-      received.map((event) => event.offset),
-      Array.from({ length: received.length }, (_, i) => i + 1),
+      events.map((event) => event.offset),
+      Array.from({ length: EVENTS }, (_, i) => i + 1),
     );
+  }
+}
 
-    // It resumes from its offset: history no longer covers it, so it gets a gap notice, then live events.
-    const subscribed = resumer.texts.map((text) => JSON.parse(text)).find((message) => message.id === 2);
-    const again = await TestClient.open(`ws://127.0.0.1:${port}/ws`);
-    const since = { epoch: subscribed.result.epoch, offset: received.length };
-    const resumed = await again.request({ type: "subscribe", channel, since });
-    assert.equal(resumed.type, "reply");
-    assert.equal(resumed.result.recovered, false);
-    const gap = await again.waitFor((message) => message.type === "gap");
-    assert.equal(gap.offset, EVENTS);
-    await postJson(http, "/api/publish", { channel, data: "after" });
-    const [live] = await again.waitForPubs(channel, 1);
-    assert.equal(live.offset, EVENTS + 1);
+function assertRssBound(peak: number, idleRss: number): void {
+  assert.ok(
+    peak - idleRss < RSS_GROWTH_BOUND_BYTES,
+    `peak RSS grew by ${Math.round((peak - idleRss) / 1048576)} MiB (idle ${Math.round(idleRss / 1048576)} MiB)`,
+  );
+}
 
-    const peak = Math.max(peakRss, memory(pid).peak);
-    assert.ok(
-      peak - idleRss < RSS_GROWTH_BOUND_BYTES,
-      `peak RSS grew by ${Math.round((peak - idleRss) / 1048576)} MiB (idle ${Math.round(idleRss / 1048576)} MiB)`,
-    );
+describe("limits slow consumers", () => {
+  test("never-reading websockets stay bounded", async () => {
+    const { herald, port, http } = await startNode();
+    try {
+      await neverReadingWebSockets(herald, port, http);
+    } finally {
+      await herald.stop();
+    }
+  });
 
-    again.close();
-    fast.forEach((client) => client.close());
-    slow.forEach((client) => client.destroy());
-    resumer.destroy();
+  test("never-reading SSE streams stay bounded", async (t) => {
+    const { herald, port, http } = await startNode();
+    try {
+      const probe = await fetch(`${http}/sse?channel=probe`, { signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
+      await probe?.body?.cancel();
+      if (probe === undefined || probe.status === 404) {
+        t.skip("this build serves no SSE");
+        return;
+      }
+      await neverReadingSseStreams(herald, port, http);
+    } finally {
+      await herald.stop();
+    }
   });
 });
+
+async function neverReadingWebSockets(herald: Managed, port: number, http: string): Promise<void> {
+  const pid = herald.child.pid!;
+  const idleRss = memory(pid).rss;
+  const channel = "flood";
+  const connect = JSON.stringify({ id: 1, type: "connect" });
+  const subscribe = JSON.stringify({ id: 2, type: "subscribe", channel });
+
+  const slow: RawWebSocket[] = [];
+  for (let i = 0; i < SLOW_CLIENTS + 1; i++) {
+    const client = await RawWebSocket.open(port);
+    client.sendText(connect);
+    client.sendText(subscribe);
+    await client.until(() => client.texts.some((text) => text.includes('"id":2')));
+    client.pause();
+    slow.push(client);
+  }
+  // The last one pauses like the others but resumes as soon as the node closes it, to read its close frame.
+  const resumer = slow.pop()!;
+  const resumerId = JSON.parse(resumer.texts.find((text) => text.includes('"id":1'))!).result.client as string;
+  const logLines = () => herald.output().split("\n");
+  const resumerClosed = waitUntil(
+    () => logLines().some((line) => line.includes('"msg":"slow consumer closed"') && line.includes(resumerId)),
+    60_000,
+    "the resumer to be closed",
+  ).then(() => resumer.resume());
+
+  const fast = await openFastClients(port, channel);
+  const peakRss = await publishFlood(http, pid, channel);
+  await assertEveryEvent(fast, channel);
+
+  // A client that never reads cannot see its close frame, so the node's log is the witness.
+  const slowCloses = () => logLines().filter((line) => line.includes('"msg":"slow consumer closed"')).length;
+  await waitUntil(() => slowCloses() >= SLOW_CLIENTS + 1, 30_000, "every slow client to be closed");
+  assert.equal(slowCloses(), SLOW_CLIENTS + 1);
+
+  // Resumed before the node's 5 s close timeout, the reader drains its backlog and then the close frame.
+  await resumerClosed;
+  await resumer.until(() => resumer.closeCode !== undefined, 30_000);
+  assert.equal(resumer.closeCode, 4008);
+  const received = resumer.texts.map((text) => JSON.parse(text)).filter((message) => message.type === "pub");
+  assert.ok(received.length > 0);
+  assert.deepEqual(
+    received.map((event) => event.offset),
+    Array.from({ length: received.length }, (_, i) => i + 1),
+  );
+
+  // It resumes from its offset: history no longer covers it, so it gets a gap notice, then live events.
+  const subscribed = resumer.texts.map((text) => JSON.parse(text)).find((message) => message.id === 2);
+  const again = await TestClient.open(`ws://127.0.0.1:${port}/ws`);
+  const since = { epoch: subscribed.result.epoch, offset: received.length };
+  const resumed = await again.request({ type: "subscribe", channel, since });
+  assert.equal(resumed.type, "reply");
+  assert.equal(resumed.result.recovered, false);
+  const gap = await again.waitFor((message) => message.type === "gap");
+  assert.equal(gap.offset, EVENTS);
+  await postJson(http, "/api/publish", { channel, data: "after" });
+  const [live] = await again.waitForPubs(channel, 1);
+  assert.equal(live.offset, EVENTS + 1);
+
+  assertRssBound(Math.max(peakRss, memory(pid).peak), idleRss);
+
+  again.close();
+  fast.forEach((client) => client.close());
+  slow.forEach((client) => client.destroy());
+  resumer.destroy();
+}
+
+/**
+ * Like the WebSocket case, with raw SSE requests that read up to the
+ * `subscribed` event and then stop reading. SSE has no close code, so a
+ * stream the node has ended shows as the end of the response once the
+ * client reads again; a stream still open would keep sending heartbeats.
+ */
+async function neverReadingSseStreams(herald: Managed, port: number, http: string): Promise<void> {
+  const pid = herald.child.pid!;
+  const idleRss = memory(pid).rss;
+  const channel = "flood";
+  const slow: Array<{ socket: Socket; ended: Promise<void> }> = [];
+  for (let i = 0; i < SLOW_CLIENTS; i++) {
+    const socket = connectTcp(port, "127.0.0.1");
+    socket.on("error", () => undefined);
+    let text = "";
+    const subscribed = new Promise<void>((resolve) => {
+      socket.on("data", (chunk: Buffer) => {
+        if (text.length < 4_096) {
+          text += chunk.toString();
+          if (text.includes("event: subscribed")) resolve();
+        }
+      });
+    });
+    const ended = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    socket.write(`GET /sse?channel=${channel} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\n\r\n`);
+    await subscribed;
+    socket.pause();
+    slow.push({ socket, ended });
+  }
+
+  const fast = await openFastClients(port, channel);
+  const peakRss = await publishFlood(http, pid, channel);
+  await assertEveryEvent(fast, channel);
+
+  for (const client of slow) {
+    client.socket.resume();
+  }
+  await Promise.all(
+    slow.map((client) =>
+      Promise.race([
+        client.ended,
+        new Promise((_, reject) => setTimeout(() => reject(new Error("a slow SSE stream was not ended by the node")), 30_000)),
+      ]),
+    ),
+  );
+  assertRssBound(Math.max(peakRss, memory(pid).peak), idleRss);
+  fast.forEach((client) => client.close());
+}
 
 /** Current and peak resident set size of a process, in bytes, from /proc/PID/status. */
 function memory(pid: number): { rss: number; peak: number } {

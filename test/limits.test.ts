@@ -127,6 +127,11 @@ describe("limits", () => {
   test("connections per address", async () => {
     // Earlier tests' sockets may still be closing; count only from a settled state.
     await waitUntil(() => openConnections() === 0, 10_000, "earlier connections to close");
+    // Rejected upgrades release their slot: this node has no token key, so any token is rejected.
+    for (let i = 0; i < 50; i++) {
+      const rejected = await upgradeStatus(`${node.ws}?token=x`);
+      assert.equal(rejected.status, 401);
+    }
     const open: TestClient[] = [];
     for (let i = 0; i < 40; i++) {
       open.push(await TestClient.open(node.ws));

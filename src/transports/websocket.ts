@@ -50,6 +50,8 @@ export class WebSocketTransport implements Transport {
    * status and a JSON error body, which browsers do not show to the page.
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Node's HTTP server drops its error listener on upgrade sockets; a reset during the token check must not crash.
+    socket.on("error", () => socket.destroy());
     if (this.context.state() !== "running") {
       rejectUpgrade(socket, protocolError("draining"), { "Retry-After": "5" });
       return;
