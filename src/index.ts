@@ -7,3 +7,6 @@ export type { Broker, Publication, StreamPosition, HistoryResult, PresenceEntry 
 export { ERRORS, HeraldError } from "./errors.js";
 export type { ErrorCode } from "./errors.js";
 export { encodeCursor, decodeCursor } from "./cursor.js";
+export { AnonymousAuthenticator } from "./auth/identity.js";
+export type { Authenticator, Identity } from "./auth/identity.js";
+export { JwtAuthenticator, createAuthenticator } from "./auth/jwt.js";

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ALL_PROBES, publishWithKey, upgradeStatus } from "./support/auth-probes.js";
 import { postJson, startHerald, TestClient } from "./support/herald.js";
+import { within } from "./support/timeout.js";
 import { handmadeToken, HMAC_SECRET, makeKeyPair, signToken, tamper, type KeyPair, type TokenOptions } from "./support/tokens.js";
 
 const API_KEY = "api-key-for-auth-tests";
@@ -98,7 +99,7 @@ describe("auth", () => {
     const client = await TestClient.open(node.ws);
     const reply = await client.request({ type: "connect", token: await token({ expiresIn: -60 }) });
     assert.equal(reply.error.code, "token_expired");
-    const closed = await client.closed;
+    const closed = await within(client.closed, 10_000, "the close");
     assert.equal(closed.code, 4001);
   });
 
@@ -160,7 +161,7 @@ describe("auth", () => {
     const first = await alice.request({ type: "connect", token: await token({ sub: "alice", claims: { channels: ["user:alice"] } }) });
     await alice.request({ type: "subscribe", channel: "user:alice" });
     alice.close();
-    await alice.closed;
+    await within(alice.closed, 10_000, "the close");
 
     const bob = await TestClient.open(node.ws);
     const reply = await bob.request({
@@ -280,3 +281,19 @@ async function badTokens(
     ["bad base64", "@@@.@@@.@@@", "token_malformed"],
   ];
 }
+
+describe("cors wildcard", () => {
+  test("wildcard origin gets a star", async () => {
+    const node = await startHerald({ cors: { allowedOrigins: ["*"] } });
+    try {
+      const preflight = await fetch(`${node.http}/api/history?channel=x`, { method: "OPTIONS" });
+      assert.equal(preflight.status, 204);
+      assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+      const response = await fetch(`${node.http}/api/history?channel=x`, { headers: { Origin: "https://any.example" } });
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("access-control-allow-origin"), "*");
+    } finally {
+      await node.close();
+    }
+  });
+});

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { upgradeStatus } from "./support/auth-probes.js";
 import { publish, startHerald, TestClient } from "./support/herald.js";
+import { within } from "./support/timeout.js";
 import { waitUntil } from "./support/ports.js";
 import { RawWebSocket } from "./support/raw-websocket.js";
 
@@ -51,7 +52,7 @@ describe("limits", () => {
     };
   }
 
-  test("ping flood closes with 4029", async () => {
+  test("ping flood closes with 4029", async (t) => {
     await waitUntil(() => openConnections() === 0, 10_000, "earlier connections to close");
     const canary = await startCanary();
     const flooder = await TestClient.open(node.ws);
@@ -59,8 +60,8 @@ describe("limits", () => {
     for (let i = 0; i < 100_000; i++) {
       flooder.socket.ping();
     }
-    assert.ok(Date.now() - started < 1_000, "the pings were sent within one second");
-    const closed = await flooder.closed;
+    t.diagnostic(`100,000 pings sent in ${Date.now() - started} ms`);
+    const closed = await within(flooder.closed, 10_000, "the close");
     assert.equal(closed.code, 4029);
     await new Promise((resolve) => setTimeout(resolve, 100));
     await canary.check();
@@ -80,7 +81,7 @@ describe("limits", () => {
     for (let i = 0; i < 1_000; i++) {
       client.socket.send(JSON.stringify({ id: i + 1, type: "ping" }));
     }
-    const closed = await client.closed;
+    const closed = await within(client.closed, 10_000, "the close");
     assert.equal(closed.code, 4029);
     const limited = client.messages.filter((message) => message.type === "error" && message.error.code === "rate_limited");
     assert.equal(limited.length, 1);
@@ -120,7 +121,7 @@ describe("limits", () => {
   test("oversized message closes with 1009", async () => {
     const client = await TestClient.open(node.ws);
     client.socket.send(JSON.stringify({ id: 1, type: "publish", channel: "x", data: "y".repeat(5000) }));
-    const closed = await client.closed;
+    const closed = await within(client.closed, 10_000, "the close");
     assert.equal(closed.code, 1009);
   });
 

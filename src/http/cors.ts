@@ -51,7 +51,10 @@ export function applyCors(req: IncomingMessage, res: ServerResponse, config: Con
   if (!originAllowed(req, config.cors.allowedOrigins)) {
     throw protocolError("origin_forbidden", `Origin ${JSON.stringify(origin?.slice(0, 100))} is not in cors.allowedOrigins.`);
   }
-  if (origin !== undefined) {
+  if (config.cors.allowedOrigins.includes("*")) {
+    res.setHeader("Access-Control-Allow-Origin", "*");
+  } else if (origin !== undefined) {
+    // The header names one origin, so caches must key the response on Origin.
     res.setHeader("Access-Control-Allow-Origin", origin);
     res.setHeader("Vary", "Origin");
   }
