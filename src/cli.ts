@@ -34,9 +34,10 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(argv: string[]): Promise<number> {
-  let config;
+  let server;
   try {
-    config = loadConfig({ argv });
+    // The server checks settings that need more than the schema, such as token keys.
+    server = new HeraldServer(loadConfig({ argv }));
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
@@ -44,7 +45,6 @@ async function serve(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  const server = new HeraldServer(config);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
