@@ -169,7 +169,7 @@ async function neverReadingWebSockets(herald: Managed, port: number, http: strin
  * Like the WebSocket case, with raw SSE requests that read up to the
  * `subscribed` event and then stop reading. SSE has no close code, so a
  * stream the node has ended shows as the end of the response once the
- * client reads again; a stream still open would keep sending heartbeats.
+ * client reads again. A stream still open would keep sending heartbeats.
  */
 async function neverReadingSseStreams(herald: Managed, port: number, http: string): Promise<void> {
   const pid = herald.child.pid!;
