@@ -170,7 +170,7 @@ export class HeraldServer {
       this.websocket.handleUpgrade(req, socket, head);
       return;
     }
-    socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    socket.end(rawErrorResponse(protocolError("not_found", `No WebSocket endpoint at ${JSON.stringify(path?.slice(0, 100))}; use /ws.`)));
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {

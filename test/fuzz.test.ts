@@ -112,9 +112,42 @@ describe(`fuzz (seed ${SEED})`, () => {
       sent++;
     }
     assert.ok(sent >= 100, `only ${sent} requests were sent`);
+
+    // Upgrade requests: each gets 101 (and is then dropped) or a documented JSON error.
+    for (let i = 0; i < 200 && Date.now() - started < TIME_BUDGET_MS; i++) {
+      const request = upgradeRequest(random);
+      const response = await rawHttp(node.port, request, true);
+      assert.ok(response.status > 0, `no status for ${JSON.stringify(request)}`);
+      if (response.status !== 101) {
+        const code = errorCode(response.body, request);
+        assert.ok(code in ERRORS, `undocumented code ${code} for ${JSON.stringify(request)}`);
+        assert.equal(ERRORS[code as keyof typeof ERRORS].status, response.status, code);
+        seen.set(`upgrade ${code}`, (seen.get(`upgrade ${code}`) ?? 0) + 1);
+      }
+    }
     await waitUntil(async () => (await fetch(`${node.http}/healthz`)).status === 200, 5_000, "the node to answer");
   });
 });
+
+/** Builds one raw upgrade request with random, often invalid, handshake headers. */
+function upgradeRequest(random: Random): string {
+  const path = random.pick(["/ws", "/ws", "/ws?token=" + random.string(40, "abc.%"), "/nope", "/ws?token=a&token=b"]);
+  const method = random.pick(["GET", "GET", "GET", "POST"]);
+  const headers = ["Host: 127.0.0.1", "Connection: Upgrade"];
+  const optional: Array<[number, string]> = [
+    [0.9, `Upgrade: ${random.pick(["websocket", "websocket", "WebSocket", "h2c", ""])}`],
+    [0.9, `Sec-WebSocket-Key: ${random.pick(["dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ==", "short", random.string(30)])}`],
+    [0.9, `Sec-WebSocket-Version: ${random.pick(["13", "13", "8", "7", "x"])}`],
+    [0.3, `Origin: ${random.pick(["https://evil.example", "null", "http://127.0.0.1", random.string(20)])}`],
+    [0.2, `Sec-WebSocket-Protocol: ${random.string(20, "a, ;=")}`],
+    [0.2, `Sec-WebSocket-Extensions: ${random.string(30, "a;=, permessage-deflate")}`],
+    [0.2, `Authorization: ${random.pick(["Bearer ", "Basic "])}${random.string(30)}`],
+  ];
+  for (const [probability, header] of optional) {
+    if (random.chance(probability)) headers.push(header);
+  }
+  return `${method} ${path} HTTP/1.1\r\n${headers.join("\r\n")}\r\n\r\n`;
+}
 
 function errorCode(body: string, request: string): string {
   try {
@@ -246,8 +279,11 @@ function httpBody(random: Random): string {
   }
 }
 
-/** Sends raw bytes and reads the whole response of a `Connection: close` request. */
-function rawHttp(port: number, request: string): Promise<{ status: number; body: string }> {
+/**
+ * Sends raw bytes and reads the whole response of a `Connection: close`
+ * request. With `upgrade`, a 101 response ends the read at its head.
+ */
+function rawHttp(port: number, request: string, upgrade = false): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1");
     const chunks: Buffer[] = [];
@@ -255,7 +291,12 @@ function rawHttp(port: number, request: string): Promise<{ status: number; body:
       socket.destroy();
       reject(new Error(`no response within 5 s to ${JSON.stringify(request.slice(0, 200))}`));
     }, 5_000);
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    socket.on("data", (chunk: Buffer) => {
+      chunks.push(chunk);
+      if (upgrade && responseComplete(Buffer.concat(chunks).toString())) {
+        socket.destroy();
+      }
+    });
     socket.on("error", () => undefined);
     socket.on("close", () => {
       clearTimeout(timer);
@@ -265,6 +306,21 @@ function rawHttp(port: number, request: string): Promise<{ status: number; body:
       resolve({ status, body: head < 0 ? "" : text.slice(head + 4) });
     });
     socket.write(request);
-    socket.end();
+    if (!upgrade) {
+      socket.end();
+    }
   });
+}
+
+/** Whether a response is whole: a 101 head, or a head and a body of its Content-Length. */
+function responseComplete(text: string): boolean {
+  const head = text.indexOf("\r\n\r\n");
+  if (head < 0) {
+    return false;
+  }
+  if (text.startsWith("HTTP/1.1 101 ")) {
+    return true;
+  }
+  const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, head))?.[1];
+  return length !== undefined && Buffer.byteLength(text.slice(head + 4)) >= Number(length);
 }

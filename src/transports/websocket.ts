@@ -31,6 +31,11 @@ export class WebSocketTransport implements Transport {
       // The connection sends pongs itself, within its rate limit, so a ping flood cannot make the node write.
       autoPong: false,
     });
+    // ws would reject a malformed handshake with a text/html body; Herald sends its JSON error instead.
+    this.server.on("wsClientError", (error: Error, socket: Duplex) => {
+      const code = error.message === "Invalid HTTP method" ? "method_not_allowed" : "bad_request";
+      rejectUpgrade(socket, protocolError(code, `Invalid WebSocket upgrade: ${error.message}.`));
+    });
     const interval = context.config.websocket.pingIntervalMs;
     if (interval > 0) {
       // One timer for all connections: a timer per connection would cost memory for each.
