@@ -231,6 +231,7 @@ describe("auth", () => {
     );
     assert.equal(allowed.status, 200);
     assert.equal(allowed.headers.get("access-control-allow-origin"), APP_ORIGIN);
+    assert.equal(allowed.headers.get("access-control-expose-headers"), "Retry-After");
 
     // A foreign page must not be able to publish, even with a simple (unpreflighted) request.
     const foreign = await postJson(node.http, "/api/publish", '{"channel":"cors","data":3}', {

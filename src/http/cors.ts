@@ -58,6 +58,10 @@ export function applyCors(req: IncomingMessage, res: ServerResponse, config: Con
     res.setHeader("Access-Control-Allow-Origin", origin);
     res.setHeader("Vary", "Origin");
   }
+  if (res.hasHeader("Access-Control-Allow-Origin")) {
+    // Clients back off by Retry-After on 429 and 503, so pages must be able to read it.
+    res.setHeader("Access-Control-Expose-Headers", "Retry-After");
+  }
   if (!preflight) {
     return false;
   }
