@@ -1,5 +1,5 @@
 import { constants } from "node:os";
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, loadConfig, type Config } from "./config.js";
 import { EXIT_MARGIN_MS } from "./lifecycle.js";
 import { HeraldServer } from "./server.js";
 import { publishCommand, subscribeCommand } from "./cli-client.js";
@@ -38,9 +38,12 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(argv: string[]): Promise<number> {
-  let config;
+  let server: HeraldServer;
+  let config: Config;
   try {
     config = loadConfig({ argv });
+    // The server checks settings that need more than the schema, such as token keys.
+    server = new HeraldServer(config);
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
@@ -48,7 +51,6 @@ async function serve(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  const server = new HeraldServer(config);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { WebSocket } from "ws";
+import { watchExpiry } from "../auth/expiry.js";
 import type { Identity } from "../auth/identity.js";
 import { ANONYMOUS, checkPublish, checkSubscribe } from "../auth/identity.js";
 import type { PresenceEvent, StreamPosition } from "../broker/broker.js";
@@ -7,7 +8,9 @@ import { validateChannel } from "../channel.js";
 import type { EncodedPublication } from "../encoded.js";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
+import { TokenBucket } from "../limits/token-bucket.js";
 import type { Logger } from "../log.js";
+import { encodePublicationData } from "../publication-data.js";
 import { ConnectionMonitor } from "./connection-monitor.js";
 import type { TransportContext } from "./transport.js";
 import type { Command, RequestId } from "./websocket-protocol.js";
@@ -38,6 +41,8 @@ export class WebSocketConnection implements Subscriber {
    * anonymous connect of its own that could replace the token's identity.
    */
   private authenticating: Promise<Identity> | undefined;
+  /** Settles once the first connect, explicit or implicit, has finished and its reply is sent. */
+  private connectReplied: Promise<unknown> | undefined;
   private session: string | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channels where this connection has a presence entry. */
@@ -55,17 +60,34 @@ export class WebSocketConnection implements Subscriber {
   /** Label for the close when the code alone would mislead, such as 1011 for a ping timeout. */
   private closeLabel: string | undefined;
   private readonly monitor: ConnectionMonitor;
+  /** Commands and control frames from the client share one budget. */
+  private readonly bucket: TokenBucket;
+  /** Frames dropped in a row for the rate limit; past the burst size the connection is closed. */
+  private rejectedInRow = 0;
+  private cancelExpiry: () => void = () => undefined;
 
+  /**
+   * @param upgradeIdentity identity from a token on the upgrade request;
+   * a `connect` command without a token keeps it.
+   */
   constructor(
     readonly socket: WebSocket,
     private readonly context: TransportContext,
     private readonly onClosed: (connection: WebSocketConnection) => void,
     remoteAddress: string,
+    private readonly upgradeIdentity?: Identity,
   ) {
     this.monitor = new ConnectionMonitor(context, "websocket", this.id, remoteAddress);
+    const limits = context.config.limits;
+    this.bucket = new TokenBucket(limits.commandRate, limits.commandBurst);
+    if (upgradeIdentity) {
+      this.setIdentity(upgradeIdentity);
+    }
     socket.on("message", (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    socket.on("ping", (data) => this.onPing(data));
     socket.on("pong", () => {
       this.missedPongs = 0;
+      this.withinRate();
     });
     socket.on("close", (code) => this.onClose(code));
     socket.on("error", (error) => this.log.debug({ err: error }, "websocket error"));
@@ -136,6 +158,12 @@ export class WebSocketConnection implements Subscriber {
     }
   }
 
+  /**
+   * Queues a frame unless more than the outbound limit is already queued.
+   * bufferedAmount counts the bytes that ws and the socket hold in this
+   * process; the kernel's socket buffers come on top and are not RSS.
+   * Every frame to the client goes through here, replies included.
+   */
   private send(message: Buffer | string): void {
     if (this.closing) {
       this.monitor.drop("closing");
@@ -146,7 +174,50 @@ export class WebSocketConnection implements Subscriber {
       this.closeAsSlow();
       return;
     }
-    this.socket.send(message);
+    // ws sends a Buffer as a binary frame unless `binary: false` is set, but every Herald message is JSON text.
+    this.socket.send(message, { binary: false });
+  }
+
+  /**
+   * Takes one unit of the command budget. Over it, the first dropped frame
+   * gets a `rate_limited` error, later ones are dropped silently, and a
+   * client that goes on for another burst is closed with 4029.
+   */
+  private withinRate(): boolean {
+    if (this.bucket.take()) {
+      this.rejectedInRow = 0;
+      return true;
+    }
+    this.rejectedInRow++;
+    if (this.rejectedInRow === 1) {
+      const rate = this.context.config.limits.commandRate;
+      this.send(errorFrame(undefined, protocolError("rate_limited", `Over ${rate} commands per second; the command was dropped.`)));
+    } else if (this.rejectedInRow > this.context.config.limits.commandBurst) {
+      this.log.info({ rejected: this.rejectedInRow }, "rate limited client closed");
+      this.fail(protocolError("rate_limited"));
+    }
+    return false;
+  }
+
+  private onPing(data: Buffer): void {
+    if (this.closing || !this.withinRate()) {
+      return;
+    }
+    if (this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
+      this.closeAsSlow();
+      return;
+    }
+    this.socket.pong(data);
+  }
+
+  /** Switches to a new identity and closes the connection with 4001 when its token expires. */
+  private setIdentity(identity: Identity): void {
+    this.identity = identity;
+    this.cancelExpiry();
+    this.cancelExpiry = watchExpiry(identity, () => {
+      this.send(errorFrame(undefined, protocolError("token_expired", "The token expired; connect again with a new token.")));
+      this.fail(protocolError("token_expired"));
+    });
   }
 
   private closeAsSlow(): void {
@@ -161,6 +232,9 @@ export class WebSocketConnection implements Subscriber {
     if (this.closing) {
       return;
     }
+    if (!this.withinRate()) {
+      return;
+    }
     if (isBinary) {
       this.fail(protocolError("binary_not_supported"));
       return;
@@ -170,9 +244,9 @@ export class WebSocketConnection implements Subscriber {
       command = parseCommand(data.toString("utf8"));
     } catch (error) {
       if (error instanceof CommandError) {
-        this.socket.send(errorFrame(error.id, error.error));
+        this.send(errorFrame(error.id, error.error));
       } else {
-        this.socket.send(errorFrame(undefined, toHeraldError(error)));
+        this.send(errorFrame(undefined, toHeraldError(error)));
       }
       return;
     }
@@ -182,12 +256,21 @@ export class WebSocketConnection implements Subscriber {
       return;
     }
     this.inFlight++;
-    this.execute(command)
+    const done = this.execute(command)
       .then((result) => this.reply(command.id, result))
-      .catch((error: unknown) => this.replyError(command.id, error))
+      .catch((error: unknown) => {
+        this.replyError(command.id, error);
+        // A rejected connect ends the connection, after the error reply names the reason.
+        if (command.type === "connect" && !this.connected) {
+          this.fail(toHeraldError(error));
+        }
+      })
       .finally(() => {
         this.inFlight--;
       });
+    if (command.type === "connect") {
+      this.connectReplied ??= done;
+    }
   }
 
   private reply(id: RequestId, result: unknown): void {
@@ -196,10 +279,10 @@ export class WebSocketConnection implements Subscriber {
       return;
     }
     if (result instanceof RawJson) {
-      this.socket.send(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
+      this.send(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
       return;
     }
-    this.socket.send(replyFrame(id, result));
+    this.send(replyFrame(id, result));
   }
 
   private replyError(id: RequestId, error: unknown): void {
@@ -207,7 +290,7 @@ export class WebSocketConnection implements Subscriber {
     if (herald.code === "internal") {
       this.log.error({ err: error }, "command failed");
     }
-    this.socket.send(errorFrame(id, herald));
+    this.send(errorFrame(id, herald));
   }
 
   /** Ends the connection for an error whose code closes it. */
@@ -221,8 +304,13 @@ export class WebSocketConnection implements Subscriber {
       return this.connect(command.token, command.session);
     }
     if (!this.connected) {
-      // A client that skips connect is anonymous.
-      await (this.authenticating ?? this.connect(undefined, undefined));
+      // Commands wait until the connect reply is sent, so replies keep the
+      // order of the commands. A client that skips connect is anonymous.
+      this.connectReplied ??= this.connect(undefined, undefined);
+      await this.connectReplied;
+      if (!this.connected) {
+        throw protocolError("unauthorized", "The connect command failed; this command was not run.");
+      }
     }
     switch (command.type) {
       case "subscribe":
@@ -236,8 +324,7 @@ export class WebSocketConnection implements Subscriber {
       case "presence":
         return this.presence(command.channel);
       case "refresh":
-        this.identity = await this.authenticate(command.token);
-        return {};
+        return this.refresh(command.token);
       case "ping":
         return {};
     }
@@ -256,9 +343,10 @@ export class WebSocketConnection implements Subscriber {
     if (this.connected || this.authenticating) {
       throw protocolError("bad_request", "The connection is already connected.");
     }
-    this.authenticating = this.authenticate(token);
+    this.authenticating =
+      token === undefined && this.upgradeIdentity ? Promise.resolve(this.upgradeIdentity) : this.authenticate(token);
     try {
-      this.identity = await this.authenticating;
+      this.setIdentity(await this.authenticating);
     } finally {
       this.authenticating = undefined;
     }
@@ -283,6 +371,23 @@ export class WebSocketConnection implements Subscriber {
     this.session ??= randomUUID();
     this.log.debug({ user: this.identity.user, session: this.session }, "client connected");
     return { client: this.id, session: this.session, node: this.context.nodeId, user: this.identity.user, restored };
+  }
+
+  /**
+   * Replaces the token before it expires, without reconnecting. The new
+   * token must be for the same user.
+   */
+  private async refresh(token: string): Promise<unknown> {
+    const identity = await this.authenticate(token);
+    if (identity.anonymous) {
+      throw protocolError("token_invalid", "The refresh command needs a token.");
+    }
+    if (identity.user !== this.identity.user) {
+      throw protocolError("token_user_mismatch", "The new token is for another user; open a new connection for that user.");
+    }
+    // NOTE: channels already subscribed stay subscribed even if the new token no longer lists them.
+    this.setIdentity(identity);
+    return { expiresAt: identity.expiresAt ?? null };
   }
 
   /**
@@ -317,7 +422,7 @@ export class WebSocketConnection implements Subscriber {
     const offset = since !== undefined && result.recovered ? since.offset : result.top;
     const reply: SubscribeReply = { channel, epoch: result.epoch, offset, recovered: result.recovered };
     if (id !== undefined) {
-      this.socket.send(replyFrame(id, reply));
+      this.send(replyFrame(id, reply));
     }
     if (!result.recovered && since !== undefined) {
       this.gap(result.subscription, { epoch: result.epoch, offset: result.top });
@@ -353,7 +458,7 @@ export class WebSocketConnection implements Subscriber {
       throw protocolError("invalid_command", "Invalid publish command (data: required).");
     }
     checkPublish(this.identity, this.context.hub.namespaceOf(channel), channel);
-    const publication = await this.context.hub.publish(channel, JSON.stringify(data));
+    const publication = await this.context.hub.publish(channel, encodePublicationData(data));
     return { channel, epoch: publication.epoch, offset: publication.offset };
   }
 
@@ -422,6 +527,7 @@ export class WebSocketConnection implements Subscriber {
 
   private onClose(code: number): void {
     this.closing = true;
+    this.cancelExpiry();
     this.saveSession();
     for (const subscription of this.subscriptions.values()) {
       this.context.hub.unsubscribe(subscription);
