@@ -14,6 +14,7 @@ import { sendError, sendJson } from "./http/respond.js";
 import { Hub } from "./hub.js";
 import { createLogger, type Logger } from "./log.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
+import { LongPollTransport } from "./transports/long-poll.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
 export interface HeraldOptions {
@@ -52,7 +53,7 @@ export class HeraldServer {
     this.hub.onAvailabilityChange((available) => {
       this.brokerAvailable = available;
     });
-    this.api = new PublishApi(config, this.hub);
+    this.api = new PublishApi(config, this.hub, auth);
 
     const context: TransportContext = {
       config,
@@ -63,7 +64,7 @@ export class HeraldServer {
       state: () => this.state,
     };
     this.websocket = new WebSocketTransport(context);
-    this.transports = [this.websocket];
+    this.transports = [this.websocket, new LongPollTransport(context)];
 
     this.http = createServer((req, res) => this.route(req, res));
     this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
@@ -157,7 +158,7 @@ export class HeraldServer {
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? "/").split("?")[0];
-    if (path === "/ws") {
+    if (path === "/ws" && this.config.websocket.enabled) {
       this.websocket.handleUpgrade(req, socket, head);
       return;
     }
@@ -197,8 +198,7 @@ export class HeraldServer {
         return;
       case "/api/publish":
         expectMethod(method, "POST");
-        this.api.authorize(req);
-        await this.api.publish(req, res);
+        await this.api.publish(req, res, await this.api.authorizePublisher(req));
         return;
       case "/api/publish_batch":
         expectMethod(method, "POST");

@@ -1,10 +1,12 @@
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
+import { checkPublish, type Authenticator, type Identity } from "../auth/identity.js";
+import { validateChannel } from "../channel.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
-import { isLoopback, readJsonBody, sendJson } from "./respond.js";
+import { isLoopback, readBearer, readJsonBody, sendJson } from "./respond.js";
 
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 
@@ -25,6 +27,7 @@ export class PublishApi {
   constructor(
     private readonly config: Config,
     private readonly hub: Hub,
+    private readonly auth: Authenticator,
   ) {
     this.keys = config.apiKeys.map((key) => Buffer.from(key));
   }
@@ -41,22 +44,44 @@ export class PublishApi {
       }
       return;
     }
-    const header = req.headers.authorization ?? "";
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match) {
+    const given = readBearer(req);
+    if (given === undefined) {
       throw protocolError("unauthorized", "Send the API key as Authorization: Bearer <key>.");
     }
-    const given = Buffer.from(match[1]!.trim());
-    const known = this.keys.some((key) => key.length === given.length && timingSafeEqual(key, given));
-    if (!known) {
+    if (!this.isKey(given)) {
       throw protocolError("unauthorized", "The API key is not valid.");
     }
   }
 
-  async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Sorts a publish request into backend or client. A backend (an API key,
+   * or loopback while no key is configured) gets undefined. Anything else
+   * is a client: a Bearer value that is not an API key is its connection
+   * token, and no Authorization header makes it anonymous.
+   */
+  async authorizePublisher(req: IncomingMessage): Promise<Identity | undefined> {
+    const given = readBearer(req);
+    const backend = this.keys.length === 0 ? isLoopback(req.socket.remoteAddress) : given !== undefined && this.isKey(given);
+    if (backend) {
+      return undefined;
+    }
+    return this.auth.authenticate(given);
+  }
+
+  private isKey(value: string): boolean {
+    const given = Buffer.from(value);
+    return this.keys.some((key) => key.length === given.length && timingSafeEqual(key, given));
+  }
+
+  /** Publishes one item; a client (not a backend) must be allowed to publish on its channel. */
+  async publish(req: IncomingMessage, res: ServerResponse, client?: Identity): Promise<void> {
     const body = await readJsonBody(req, this.config.limits.maxBodyBytes);
     const header = req.headers["idempotency-key"];
     const item = parseItem(body, typeof header === "string" ? header : undefined);
+    if (client !== undefined) {
+      validateChannel(item.channel);
+      checkPublish(client, this.hub.namespaceOf(item.channel), item.channel);
+    }
     const publication = await this.hub.publish(item.channel, item.data, item.idempotencyKey);
     sendJson(res, 200, { channel: publication.channel, epoch: publication.epoch, offset: publication.offset });
   }

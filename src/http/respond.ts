@@ -84,4 +84,17 @@ export function isLoopback(address: string | undefined): boolean {
   return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
 }
 
+/** The value of `Authorization: Bearer <value>`; undefined without the header. */
+export function readBearer(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
+  if (header === undefined) {
+    return undefined;
+  }
+  const match = /^Bearer\s+(.+)$/i.exec(header);
+  if (!match) {
+    throw protocolError("unauthorized", "Send credentials as Authorization: Bearer <key or token>.");
+  }
+  return match[1]!.trim();
+}
+
 export { HeraldError };
