@@ -1,0 +1,382 @@
+import { validateChannel } from "../channel.js";
+import { backoffDelay } from "./backoff.js";
+import { Emitter } from "./emitter.js";
+import { publishOverHttp } from "./http.js";
+import { PollClientTransport } from "./poll-transport.js";
+import { ChannelPosition, type StreamPosition } from "./position.js";
+import { SseClientTransport } from "./sse-transport.js";
+import {
+  HeraldClientError,
+  type ClientTransport,
+  type CloseInfo,
+  type EventSourceConstructor,
+  type FetchFunction,
+  type PublishResult,
+  type TransportHost,
+  type TransportName,
+  type WebSocketConstructor,
+} from "./types.js";
+import { WebSocketClientTransport } from "./websocket-transport.js";
+
+export interface HeraldClientOptions {
+  /** Base URL of a node, such as `https://rt.example.com`; `ws:` and `wss:` work too. */
+  url: string;
+  /** Connection token, sent on connect, as a Bearer header, or as the SSE `token` parameter. */
+  token?: string;
+  /** Transports to try, best first. Default: websocket, sse, poll. */
+  transports?: TransportName[];
+  /** Shortest reconnect delay, in ms. Default 500. */
+  minDelayMs?: number;
+  /** Longest reconnect delay, in ms. Default 30000. */
+  maxDelayMs?: number;
+  /** Time a transport gets to open before the next one is tried, in ms. Default 10000. */
+  connectTimeoutMs?: number;
+  /** How long a transport that failed while a later one worked is skipped, in ms. Default 300000. */
+  retryBetterAfterMs?: number;
+  /** WebSocket constructor; default `globalThis.WebSocket`. In Node 20, pass the `ws` package's. */
+  WebSocket?: WebSocketConstructor;
+  /** EventSource constructor; default `globalThis.EventSource`. */
+  EventSource?: EventSourceConstructor;
+  /** fetch function; default `globalThis.fetch`. */
+  fetch?: FetchFunction;
+}
+
+export type ClientState = "connecting" | "connected" | "disconnected" | "closed";
+
+export interface StateChange {
+  readonly state: ClientState;
+  /** The reason the client disconnected or closed. */
+  readonly reason?: string;
+}
+
+export interface GapNotice {
+  readonly channel: string;
+  /** Delivery continues after this position. */
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+export interface EventContext {
+  readonly channel: string;
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+export type EventHandler = (data: unknown, context: EventContext) => void;
+
+export interface ClientEvents extends Record<string, unknown> {
+  state: StateChange;
+  gap: GapNotice;
+  error: HeraldClientError;
+  transport: TransportName;
+}
+
+/** Close codes after which reconnecting cannot help: the token or the channel is refused. */
+const FATAL_CLOSE_CODES: Record<number, string> = { 4001: "unauthorized", 4003: "forbidden" };
+
+const DEFAULT_TRANSPORTS: TransportName[] = ["websocket", "sse", "poll"];
+
+/** One application's interest in one channel. */
+export class Subscription {
+  constructor(
+    readonly channel: string,
+    private readonly remove: () => void,
+  ) {}
+
+  unsubscribe(): void {
+    this.remove();
+  }
+}
+
+interface ChannelEntry {
+  readonly handlers: Set<EventHandler>;
+  readonly position: ChannelPosition;
+}
+
+/**
+ * A Herald client. One transport at a time carries every channel. When a
+ * transport cannot open, the client tries the next one in its list. It
+ * reconnects with jittered exponential backoff, resumes each channel from
+ * its last position, drops repeated events and reports gaps.
+ */
+export class HeraldClient extends Emitter<ClientEvents> {
+  private readonly url: string;
+  private readonly token: string | undefined;
+  private readonly order: TransportName[];
+  private readonly minDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly retryBetterAfterMs: number;
+  private readonly WebSocketClass: WebSocketConstructor | undefined;
+  private readonly EventSourceClass: EventSourceConstructor | undefined;
+  private readonly fetchFunction: FetchFunction;
+
+  private readonly entries = new Map<string, ChannelEntry>();
+  private transport: ClientTransport | undefined;
+  private transportOpen = false;
+  private currentState: ClientState = "connecting";
+  private attempt = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private openTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Transports skipped until the given time, because they failed while a later one worked. */
+  private readonly blockedUntil = new Map<TransportName, number>();
+  /** Transports that failed to open since the last one that opened. */
+  private failedInCycle: TransportName[] = [];
+  private syncScheduled = false;
+
+  constructor(options: HeraldClientOptions) {
+    super();
+    this.url = options.url.replace(/\/+$/, "").replace(/^ws/, "http");
+    this.token = options.token;
+    this.order = options.transports ?? DEFAULT_TRANSPORTS;
+    this.minDelayMs = options.minDelayMs ?? 500;
+    this.maxDelayMs = options.maxDelayMs ?? 30_000;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.retryBetterAfterMs = options.retryBetterAfterMs ?? 300_000;
+    const globals = globalThis as { WebSocket?: WebSocketConstructor; EventSource?: EventSourceConstructor };
+    this.WebSocketClass = options.WebSocket ?? globals.WebSocket;
+    this.EventSourceClass = options.EventSource ?? globals.EventSource;
+    this.fetchFunction = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    if (this.candidates().length === 0) {
+      throw new HeraldClientError("no_transport", "None of the requested transports is available here; pass a WebSocket or EventSource constructor.");
+    }
+    // Connecting after the current turn lets the caller attach listeners and subscribe first.
+    setTimeout(() => this.connect(this.candidates()[0]!), 0);
+  }
+
+  get state(): ClientState {
+    return this.currentState;
+  }
+
+  /** The transport in use, once one is open. */
+  get transportName(): TransportName | undefined {
+    return this.transportOpen ? this.transport?.name : undefined;
+  }
+
+  /** Returns the last position handled in a channel, to store and pass back as `since` later. */
+  position(channel: string): StreamPosition | undefined {
+    return this.entries.get(channel)?.position.position;
+  }
+
+  /**
+   * Calls `handler` for every event of `channel`. With `since`, starts after
+   * that position (from a previous session); otherwise from now on.
+   */
+  subscribe(channel: string, handler: EventHandler, options: { since?: StreamPosition } = {}): Subscription {
+    validateChannel(channel);
+    let entry = this.entries.get(channel);
+    if (!entry) {
+      entry = { handlers: new Set(), position: new ChannelPosition(options.since) };
+      this.entries.set(channel, entry);
+      this.scheduleSync();
+    }
+    entry.handlers.add(handler);
+    const subscribed = entry;
+    return new Subscription(channel, () => {
+      subscribed.handlers.delete(handler);
+      if (subscribed.handlers.size === 0 && this.entries.get(channel) === subscribed) {
+        this.entries.delete(channel);
+        this.scheduleSync();
+      }
+    });
+  }
+
+  /** Publishes on a channel the namespace lets clients publish on; over WebSocket when open, else over HTTP. */
+  async publish(channel: string, data: unknown): Promise<PublishResult> {
+    validateChannel(channel);
+    const sent = this.transportOpen ? this.transport?.publish?.(channel, data) : undefined;
+    return sent ?? publishOverHttp(this.httpTarget(), channel, data);
+  }
+
+  /** Lists the clients present in a channel; needs the WebSocket transport and presence on the namespace. */
+  async presence(channel: string): Promise<unknown> {
+    validateChannel(channel);
+    const listed = this.transportOpen ? this.transport?.presence?.(channel) : undefined;
+    if (listed === undefined) {
+      throw new HeraldClientError("presence_unavailable", "Presence needs an open WebSocket transport.");
+    }
+    return listed;
+  }
+
+  /** Closes the client for good. */
+  close(): void {
+    this.shutdown("closed by the application");
+  }
+
+  private httpTarget() {
+    return { url: this.url, token: this.token, fetch: this.fetchFunction };
+  }
+
+  /** Transports in order that can run here and are not skipped; all that can run if every one is skipped. */
+  private candidates(): TransportName[] {
+    const runnable = this.order.filter((name) => this.canRun(name));
+    const now = Date.now();
+    const preferred = runnable.filter((name) => (this.blockedUntil.get(name) ?? 0) <= now);
+    return preferred.length > 0 ? preferred : runnable;
+  }
+
+  private canRun(name: TransportName): boolean {
+    if (name === "websocket") {
+      return this.WebSocketClass !== undefined;
+    }
+    if (name === "sse") {
+      return this.EventSourceClass !== undefined;
+    }
+    return true;
+  }
+
+  private connect(name: TransportName): void {
+    if (this.currentState === "closed") {
+      return;
+    }
+    const transport = this.createTransport(name);
+    this.transport = transport;
+    this.transportOpen = false;
+    this.setState("connecting");
+    this.openTimer = setTimeout(() => {
+      transport.close();
+      this.transportClosed(transport, { code: 1006, reason: `${name} did not open within ${this.connectTimeoutMs} ms` });
+    }, this.connectTimeoutMs);
+    transport.open();
+  }
+
+  private createTransport(name: TransportName): ClientTransport {
+    let transport: ClientTransport | undefined;
+    const current = () => transport !== undefined && this.transport === transport;
+    const host: TransportHost = {
+      ...this.httpTarget(),
+      channels: () => [...this.entries.keys()].sort(),
+      position: (channel) => this.position(channel),
+      opened: () => current() && this.transportOpened(transport!),
+      subscribed: (channel, position, recovered) => {
+        const entry = this.entries.get(channel);
+        if (current() && entry && (recovered || entry.position.position === undefined)) {
+          entry.position.moveTo(position);
+        }
+      },
+      event: (channel, offset, data) => current() && this.deliver(channel, offset, data),
+      gap: (channel, position) => current() && this.gap(channel, position),
+      setPosition: (channel, position) => {
+        if (current()) {
+          this.entries.get(channel)?.position.moveTo(position);
+        }
+      },
+      channelFailed: (_channel, error) => current() && this.emit("error", error),
+      closed: (info) => current() && this.transportClosed(transport!, info),
+    };
+    if (name === "websocket") {
+      transport = new WebSocketClientTransport(host, this.WebSocketClass!);
+    } else if (name === "sse") {
+      transport = new SseClientTransport(host, this.EventSourceClass!);
+    } else {
+      transport = new PollClientTransport(host);
+    }
+    return transport;
+  }
+
+  private transportOpened(transport: ClientTransport): void {
+    clearTimeout(this.openTimer);
+    this.transportOpen = true;
+    this.attempt = 0;
+    const until = Date.now() + this.retryBetterAfterMs;
+    for (const name of this.failedInCycle) {
+      this.blockedUntil.set(name, until);
+    }
+    this.failedInCycle = [];
+    this.setState("connected");
+    this.emit("transport", transport.name);
+  }
+
+  private transportClosed(transport: ClientTransport, info: CloseInfo): void {
+    if (this.transport !== transport) {
+      return;
+    }
+    clearTimeout(this.openTimer);
+    this.transport = undefined;
+    const wasOpen = this.transportOpen;
+    this.transportOpen = false;
+    if (this.currentState === "closed") {
+      return;
+    }
+    const fatal = FATAL_CLOSE_CODES[info.code];
+    if (fatal !== undefined) {
+      this.shutdown(info.reason, info.error ?? new HeraldClientError(fatal, info.reason, info.code));
+      return;
+    }
+    if (!wasOpen) {
+      this.failedInCycle.push(transport.name);
+      const candidates = this.candidates();
+      const next = candidates[candidates.indexOf(transport.name) + 1];
+      if (next !== undefined && candidates.includes(transport.name)) {
+        this.connect(next);
+        return;
+      }
+      // Every transport failed, so none is known to be worse than another.
+      this.failedInCycle = [];
+    }
+    this.setState("disconnected", info.reason);
+    const delay = backoffDelay(this.attempt++, this.minDelayMs, this.maxDelayMs);
+    this.reconnectTimer = setTimeout(() => this.connect(this.candidates()[0]!), delay);
+  }
+
+  private deliver(channel: string, offset: number, data: unknown): void {
+    const entry = this.entries.get(channel);
+    if (!entry || !entry.position.advance(offset)) {
+      return;
+    }
+    const context: EventContext = { channel, epoch: entry.position.position!.epoch, offset };
+    for (const handler of [...entry.handlers]) {
+      try {
+        handler(data, context);
+      } catch (error) {
+        this.emit("error", new HeraldClientError("handler_failed", `A handler of ${channel} threw: ${String(error)}`, undefined, channel));
+      }
+    }
+  }
+
+  private gap(channel: string, position: StreamPosition): void {
+    const entry = this.entries.get(channel);
+    if (!entry) {
+      return;
+    }
+    entry.position.moveTo(position);
+    this.emit("gap", { channel, epoch: position.epoch, offset: position.offset });
+  }
+
+  /** Tells the transport about channel changes once per turn, so subscribes made together travel together. */
+  private scheduleSync(): void {
+    if (this.syncScheduled) {
+      return;
+    }
+    this.syncScheduled = true;
+    queueMicrotask(() => {
+      this.syncScheduled = false;
+      this.transport?.channelsChanged();
+    });
+  }
+
+  private shutdown(reason: string, error?: HeraldClientError): void {
+    if (this.currentState === "closed") {
+      return;
+    }
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.openTimer);
+    const transport = this.transport;
+    this.transport = undefined;
+    this.transportOpen = false;
+    transport?.close();
+    this.currentState = "closed";
+    if (error !== undefined) {
+      this.emit("error", error);
+    }
+    this.emit("state", { state: "closed", reason });
+  }
+
+  private setState(state: ClientState, reason?: string): void {
+    if (this.currentState === state) {
+      return;
+    }
+    this.currentState = state;
+    this.emit("state", reason === undefined ? { state } : { state, reason });
+  }
+}

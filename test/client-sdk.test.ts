@@ -1,0 +1,200 @@
+import assert from "node:assert/strict";
+import type { Server } from "node:http";
+import type { Socket } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { EventSource } from "eventsource";
+import { WebSocket } from "ws";
+import { HeraldClient, type ClientState, type HeraldClientOptions, type TransportName } from "../src/client/index.js";
+import type { HeraldClientError } from "../src/client/index.js";
+import { startHerald } from "./support/herald.js";
+import { waitUntil } from "./support/ports.js";
+
+type Node = Awaited<ReturnType<typeof startHerald>>;
+
+/** Whether the node serves SSE; the SDK's SSE path is tested only where it does. */
+async function servesSse(node: Node): Promise<boolean> {
+  const controller = new AbortController();
+  const response = await fetch(`${node.http}/sse?channel=probe`, { signal: controller.signal });
+  controller.abort();
+  return response.status !== 404;
+}
+
+/** Tracks the node's server-side sockets so a test can cut every connection. */
+function trackSockets(node: Node): Set<Socket> {
+  const sockets = new Set<Socket>();
+  // The HTTP server is private to HeraldServer; the test reaches in to cut its sockets.
+  const http = (node.server as unknown as { http: Server }).http;
+  http.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  return sockets;
+}
+
+function newClient(node: Node, transports: TransportName[], extra: Partial<HeraldClientOptions> = {}): HeraldClient {
+  return new HeraldClient({
+    url: node.http,
+    transports,
+    minDelayMs: 20,
+    maxDelayMs: 200,
+    connectTimeoutMs: 3_000,
+    WebSocket: WebSocket as never,
+    EventSource: EventSource as never,
+    ...extra,
+  });
+}
+
+function recordStates(client: HeraldClient): ClientState[] {
+  const states: ClientState[] = [];
+  client.on("state", (change) => states.push(change.state));
+  return states;
+}
+
+describe("client SDK against a live node", () => {
+  let node: Node;
+  let sockets: Set<Socket>;
+  const transports: TransportName[] = ["websocket", "poll"];
+
+  before(async () => {
+    node = await startHerald({ poll: { holdMs: 5_000 }, namespaces: { chat: { clientPublish: true } } });
+    sockets = trackSockets(node);
+    if (await servesSse(node)) {
+      transports.push("sse");
+    }
+  });
+
+  after(async () => {
+    await node.close();
+  });
+
+  for (const transport of ["websocket", "poll", "sse"] as const) {
+    test(`${transport}: cut sockets lose and repeat nothing`, async (t) => {
+      if (!transports.includes(transport)) {
+        t.skip("this node has no SSE transport");
+        return;
+      }
+      const channel = `cut-${transport}`;
+      const client = newClient(node, [transport]);
+      const states = recordStates(client);
+      const offsets: number[] = [];
+      const gaps: unknown[] = [];
+      client.on("gap", (gap) => gaps.push(gap));
+      client.subscribe(channel, (_data, context) => offsets.push(context.offset));
+      await waitUntil(() => client.state === "connected", 10_000, `${transport} to connect`);
+
+      const total = 600;
+      let cuts = 0;
+      for (let i = 1; i <= total; i++) {
+        await node.server.hub.publish(channel, JSON.stringify({ i }));
+        if (i % 10 === 0) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        if (i % 120 === 0) {
+          for (const socket of sockets) {
+            socket.destroy();
+          }
+          cuts++;
+        }
+      }
+      await waitUntil(() => offsets.length >= total, 30_000, `${total} events over ${transport}`);
+      client.close();
+
+      assert.equal(cuts, 5);
+      assert.ok(states.includes("disconnected"), "the client saw a disconnect");
+      assert.deepEqual(gaps, []);
+      assert.equal(offsets.length, total);
+      for (let i = 0; i < total; i++) {
+        if (offsets[i] !== i + 1) {
+          assert.fail(`event ${i} has offset ${offsets[i]}; expected ${i + 1}`);
+        }
+      }
+    });
+  }
+
+  for (const transport of ["websocket", "poll", "sse"] as const) {
+    test(`${transport}: publish and receive`, async (t) => {
+      if (!transports.includes(transport)) {
+        t.skip("this node has no SSE transport");
+        return;
+      }
+      const channel = `chat:${transport}`;
+      const client = newClient(node, [transport]);
+      const received: unknown[] = [];
+      client.subscribe(channel, (data) => received.push(data));
+      await waitUntil(() => client.state === "connected", 10_000, `${transport} to connect`);
+      // A poll transport is connected before it has subscribed; wait until it has a position.
+      await waitUntil(() => client.position(channel) !== undefined, 10_000, "a position");
+      const result = await client.publish(channel, { text: "hello" });
+      assert.equal(result.channel, channel);
+      await waitUntil(() => received.length === 1, 10_000, "the published event");
+      assert.deepEqual(received, [{ text: "hello" }]);
+      client.close();
+    });
+  }
+
+  test("subscribe later joins the running transport", async () => {
+    const client = newClient(node, ["poll"]);
+    const first: number[] = [];
+    const second: number[] = [];
+    client.subscribe("join-a", (_data, context) => first.push(context.offset));
+    await waitUntil(() => client.position("join-a") !== undefined, 10_000, "join-a position");
+    client.subscribe("join-b", (_data, context) => second.push(context.offset));
+    await waitUntil(() => client.position("join-b") !== undefined, 10_000, "join-b position");
+    await node.server.hub.publish("join-a", "1");
+    await node.server.hub.publish("join-b", "1");
+    await waitUntil(() => first.length === 1 && second.length === 1, 10_000, "one event on each channel");
+    client.close();
+  });
+
+  test("unsubscribe stops the handler", async () => {
+    const client = newClient(node, ["websocket"]);
+    const received: unknown[] = [];
+    const subscription = client.subscribe("leave", (data) => received.push(data));
+    await waitUntil(() => client.position("leave") !== undefined, 10_000, "a position");
+    await node.server.hub.publish("leave", "1");
+    await waitUntil(() => received.length === 1, 10_000, "the first event");
+    subscription.unsubscribe();
+    await waitUntil(() => node.server.hub.channelSubscribers().every((entry) => entry.channel !== "leave"), 10_000, "the server-side unsubscribe");
+    await node.server.hub.publish("leave", "2");
+    assert.deepEqual(received, [1]);
+    client.close();
+  });
+
+  for (const transport of ["websocket", "poll"] as const) {
+    test(`${transport}: rejected token stops reconnecting`, async () => {
+      const client = newClient(node, [transport], { token: "not-a-valid-token" });
+      const errors: HeraldClientError[] = [];
+      client.on("error", (error) => errors.push(error));
+      const states = recordStates(client);
+      client.subscribe("secret", () => undefined);
+      await waitUntil(() => client.state === "closed", 10_000, "the client to close");
+      assert.equal(errors[0]?.code, "token_invalid");
+      // The client starts as "connecting"; a retry would add "disconnected" and "connecting".
+      assert.deepEqual(states, ["closed"]);
+    });
+  }
+});
+
+describe("client SDK fallback", () => {
+  test("refused WebSocket falls back", async () => {
+    const node = await startHerald({ websocket: { enabled: false } });
+    try {
+      const expected = (await servesSse(node)) ? "sse" : "poll";
+      const client = newClient(node, ["websocket", "sse", "poll"]);
+      const used: TransportName[] = [];
+      client.on("transport", (name) => used.push(name));
+      const received: unknown[] = [];
+      client.subscribe("fallback", (data) => received.push(data));
+      await waitUntil(() => client.state === "connected", 10_000, "a fallback transport");
+      assert.equal(client.transportName, expected);
+      assert.deepEqual(used, [expected]);
+      await waitUntil(() => client.position("fallback") !== undefined, 10_000, "a position");
+      await node.server.hub.publish("fallback", JSON.stringify("still works"));
+      await waitUntil(() => received.length === 1, 10_000, "an event over the fallback");
+      assert.deepEqual(received, ["still works"]);
+      client.close();
+    } finally {
+      await node.close();
+    }
+  });
+});
