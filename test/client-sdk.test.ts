@@ -56,7 +56,7 @@ describe("client SDK against a live node", () => {
   const transports: TransportName[] = ["websocket", "poll"];
 
   before(async () => {
-    node = await startHerald({ poll: { holdMs: 5_000 }, namespaces: { chat: { clientPublish: true } } });
+    node = await startHerald({ poll: { holdMs: 5_000 }, namespaces: { chat: { clientPublish: true }, cut: { historySize: 10_000 } } });
     sockets = trackSockets(node);
     if (await servesSse(node)) {
       transports.push("sse");
@@ -73,7 +73,8 @@ describe("client SDK against a live node", () => {
         t.skip("this node has no SSE transport");
         return;
       }
-      const channel = `cut-${transport}`;
+      // A large history keeps a slow reconnect recoverable, so any loss is the client's.
+      const channel = `cut:${transport}`;
       const client = newClient(node, [transport]);
       const states = recordStates(client);
       const offsets: number[] = [];
@@ -81,6 +82,8 @@ describe("client SDK against a live node", () => {
       client.on("gap", (gap) => gaps.push(gap));
       client.subscribe(channel, (_data, context) => offsets.push(context.offset));
       await waitUntil(() => client.state === "connected", 10_000, `${transport} to connect`);
+      // Events count from the subscription's start, which the position marks.
+      await waitUntil(() => client.position(channel) !== undefined, 10_000, "a position");
 
       const total = 600;
       let cuts = 0;
