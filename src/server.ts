@@ -10,6 +10,7 @@ import { Namespaces } from "./channel.js";
 import type { Config } from "./config.js";
 import { protocolError } from "./errors.js";
 import { PublishApi } from "./http/api.js";
+import { isDemoPath, serveDemo } from "./http/demo.js";
 import { sendError, sendJson } from "./http/respond.js";
 import { Hub } from "./hub.js";
 import { createLogger, type Logger } from "./log.js";
@@ -213,6 +214,11 @@ export class HeraldServer {
       case "/ws":
         throw protocolError("bad_request", "The /ws endpoint needs a WebSocket upgrade request.");
       default:
+        if (isDemoPath(url.pathname)) {
+          expectMethod(method, "GET");
+          await serveDemo(url.pathname, res);
+          return;
+        }
         for (const transport of this.transports) {
           if (transport.handleRequest && url.pathname === `/${transport.name}`) {
             transport.handleRequest(req, res, url);

@@ -89,7 +89,8 @@ export class WebSocketConnection implements Subscriber {
       this.closeAsSlow();
       return;
     }
-    this.socket.send(message);
+    // ws sends a Buffer as a binary frame unless `binary: false` is set, but every Herald message is JSON text.
+    this.socket.send(message, { binary: false });
   }
 
   private closeAsSlow(): void {
