@@ -9,7 +9,7 @@ const FILES: Record<string, { url: URL; type: string }> = {
   "/demo/herald.js": { url: new URL("../../dist/client/herald.min.js", import.meta.url), type: "text/javascript; charset=utf-8" },
 };
 
-/** Whether a path belongs to the demo page. */
+/** Returns whether a path belongs to the demo page. */
 export function isDemoPath(path: string): boolean {
   return path in FILES || path === "/demo/";
 }
