@@ -200,4 +200,32 @@ describe("client SDK fallback", () => {
       await node.close();
     }
   });
+
+  test("refused WebSocket is retried later", async () => {
+    const node = await startHerald({ websocket: { enabled: false }, poll: { holdMs: 1_000 } });
+    try {
+      let upgrades = 0;
+      (node.server as unknown as { http: Server }).http.on("upgrade", () => upgrades++);
+      const client = newClient(node, ["websocket", "poll"], { retryBetterAfterMs: 150 });
+      const used: TransportName[] = [];
+      client.on("transport", (name) => used.push(name));
+      const offsets: number[] = [];
+      client.subscribe("upgrade", (_data, context) => offsets.push(context.offset));
+      await waitUntil(() => client.position("upgrade") !== undefined, 10_000, "a position");
+
+      const total = 200;
+      for (let i = 1; i <= total; i++) {
+        await node.server.hub.publish("upgrade", String(i));
+        await new Promise((resolve) => setTimeout(resolve, 3));
+      }
+      await waitUntil(() => offsets.length >= total && upgrades >= 3, 20_000, "events and WebSocket retries");
+      client.close();
+
+      assert.ok(used.length >= 3, `the client reopened ${used.length} times`);
+      assert.ok(used.every((name) => name === "poll"));
+      assert.deepEqual(offsets, Array.from({ length: total }, (_, i) => i + 1));
+    } finally {
+      await node.close();
+    }
+  });
 });

@@ -118,6 +118,7 @@ export class HeraldClient extends Emitter<ClientEvents> {
   private attempt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private openTimer: ReturnType<typeof setTimeout> | undefined;
+  private upgradeTimer: ReturnType<typeof setTimeout> | undefined;
   /** Transports skipped until the given time, because they failed while a later one worked. */
   private readonly blockedUntil = new Map<TransportName, number>();
   /** Transports that failed to open since the last one that opened. */
@@ -285,6 +286,30 @@ export class HeraldClient extends Emitter<ClientEvents> {
     this.failedInCycle = [];
     this.setState("connected");
     this.emit("transport", transport.name);
+    this.scheduleUpgrade(transport);
+  }
+
+  /**
+   * Plans a retry of the better transports that are skipped now: when the
+   * first one's skip ends, the client leaves the open transport and starts
+   * over from the best. Positions make the switch lose nothing.
+   */
+  private scheduleUpgrade(transport: ClientTransport): void {
+    clearTimeout(this.upgradeTimer);
+    const better = this.order.slice(0, this.order.indexOf(transport.name)).filter((name) => this.canRun(name));
+    const ends = better.map((name) => this.blockedUntil.get(name) ?? 0);
+    if (ends.length === 0) {
+      return;
+    }
+    const delay = Math.max(0, Math.min(...ends) - Date.now());
+    this.upgradeTimer = setTimeout(() => {
+      if (this.transport === transport && this.transportOpen) {
+        this.transport = undefined;
+        this.transportOpen = false;
+        transport.close();
+        this.connect(this.candidates()[0]!);
+      }
+    }, delay);
   }
 
   private transportClosed(transport: ClientTransport, info: CloseInfo): void {
@@ -292,6 +317,7 @@ export class HeraldClient extends Emitter<ClientEvents> {
       return;
     }
     clearTimeout(this.openTimer);
+    clearTimeout(this.upgradeTimer);
     this.transport = undefined;
     const wasOpen = this.transportOpen;
     this.transportOpen = false;
@@ -361,6 +387,7 @@ export class HeraldClient extends Emitter<ClientEvents> {
     }
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.openTimer);
+    clearTimeout(this.upgradeTimer);
     const transport = this.transport;
     this.transport = undefined;
     this.transportOpen = false;
