@@ -25,9 +25,9 @@ export interface HeraldClientOptions {
   token?: string;
   /** Transports to try, best first. Default: websocket, sse, poll. */
   transports?: TransportName[];
-  /** Shortest reconnect delay, in ms. Default 500. */
+  /** Minimum reconnect delay, in ms. Default 500. */
   minDelayMs?: number;
-  /** Longest reconnect delay, in ms. Default 30000. */
+  /** Maximum reconnect delay, in ms. Default 30000. */
   maxDelayMs?: number;
   /** Time a transport gets to open before the next one is tried, in ms. Default 10000. */
   connectTimeoutMs?: number;
@@ -238,7 +238,12 @@ export class HeraldClient extends Emitter<ClientEvents> {
       transport.close();
       this.transportClosed(transport, { code: 1006, reason: `${name} did not open within ${this.connectTimeoutMs} ms` });
     }, this.connectTimeoutMs);
-    transport.open();
+    try {
+      transport.open();
+    } catch (error) {
+      // A constructor can throw, for example on a URL the page's security policy blocks.
+      this.transportClosed(transport, { code: 1006, reason: `${name} could not start: ${String(error)}` });
+    }
   }
 
   private createTransport(name: TransportName): ClientTransport {
@@ -249,9 +254,9 @@ export class HeraldClient extends Emitter<ClientEvents> {
       channels: () => [...this.entries.keys()].sort(),
       position: (channel) => this.position(channel),
       opened: () => current() && this.transportOpened(transport!),
-      subscribed: (channel, position, recovered) => {
+      subscribed: (channel, position) => {
         const entry = this.entries.get(channel);
-        if (current() && entry && (recovered || entry.position.position === undefined)) {
+        if (current() && entry && entry.position.position === undefined) {
           entry.position.moveTo(position);
         }
       },
@@ -324,25 +329,34 @@ export class HeraldClient extends Emitter<ClientEvents> {
     if (this.currentState === "closed") {
       return;
     }
+
     const fatal = FATAL_CLOSE_CODES[info.code];
     if (fatal !== undefined) {
       this.shutdown(info.reason, info.error ?? new HeraldClientError(fatal, info.reason, info.code));
       return;
     }
-    if (!wasOpen) {
-      this.failedInCycle.push(transport.name);
-      const candidates = this.candidates();
-      const next = candidates[candidates.indexOf(transport.name) + 1];
-      if (next !== undefined && candidates.includes(transport.name)) {
-        this.connect(next);
-        return;
-      }
-      // Every transport failed, so none is known to be worse than another.
-      this.failedInCycle = [];
+    if (!wasOpen && this.tryNextTransport(transport.name)) {
+      return;
     }
+
     this.setState("disconnected", info.reason);
     const delay = backoffDelay(this.attempt++, this.minDelayMs, this.maxDelayMs);
     this.reconnectTimer = setTimeout(() => this.connect(this.candidates()[0]!), delay);
+  }
+
+  /** Connects the transport after `failed` in the list; returns false when none is left. */
+  private tryNextTransport(failed: TransportName): boolean {
+    this.failedInCycle.push(failed);
+    const candidates = this.candidates();
+    const index = candidates.indexOf(failed);
+    const next = index < 0 ? undefined : candidates[index + 1];
+    if (next !== undefined) {
+      this.connect(next);
+      return true;
+    }
+    // Every transport failed, so none is known to be worse than another.
+    this.failedInCycle = [];
+    return false;
   }
 
   private deliver(channel: string, offset: number, data: unknown): void {

@@ -74,12 +74,18 @@ export class SseClientTransport implements ClientTransport {
       positions.set(channel, this.host.position(channel)!);
     }
     const query = channelQuery(channels, { lastEventId: encodeCursor(channels, positions), token: this.host.token });
-    const source = new this.EventSourceClass(`${this.host.url}/sse?${query}`);
+    let source: EventSourceLike;
+    try {
+      source = new this.EventSourceClass(`${this.host.url}/sse?${query}`);
+    } catch (error) {
+      this.fail(1006, `the event stream could not start: ${String(error)}`);
+      return;
+    }
     this.source = source;
     source.addEventListener("subscribed", (event) => {
-      const body = JSON.parse(event.data) as { channels: Array<{ channel: string; epoch: string; offset: number; recovered: boolean }> };
+      const body = JSON.parse(event.data) as { channels: Array<{ channel: string; epoch: string; offset: number }> };
       for (const entry of body.channels) {
-        this.host.subscribed(entry.channel, { epoch: entry.epoch, offset: entry.offset }, entry.recovered);
+        this.host.subscribed(entry.channel, { epoch: entry.epoch, offset: entry.offset });
       }
       this.markOpen();
     });

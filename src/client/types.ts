@@ -56,15 +56,19 @@ export interface HttpTarget {
   readonly fetch: FetchFunction;
 }
 
-/** The client as a transport sees it: positions to read, events and state to report. */
+/** The client's interface to a transport: positions to read, events and state to report. */
 export interface TransportHost extends HttpTarget {
   /** Channels the application subscribes to, sorted. */
   channels(): string[];
   position(channel: string): StreamPosition | undefined;
   /** The transport can carry events: connected, subscribed or polled once. */
   opened(): void;
-  /** The server confirmed a subscription; `recovered` is false when a gap notice follows. */
-  subscribed(channel: string, position: StreamPosition, recovered: boolean): void;
+  /**
+   * The server confirmed a subscription at `position`. It sets the
+   * position only when the client has none: a resume keeps its own, and
+   * a resume that failed is followed by a gap notice.
+   */
+  subscribed(channel: string, position: StreamPosition): void;
   event(channel: string, offset: number, data: unknown): void;
   gap(channel: string, position: StreamPosition): void;
   /** Sets a position without an event, as a poll cursor or a position lookup reports it. */

@@ -94,7 +94,7 @@ export class WebSocketClientTransport implements ClientTransport {
     const since = this.host.position(channel);
     this.request({ type: "subscribe", channel, ...(since === undefined ? {} : { since }) }, {
       resolve: (result) => {
-        this.host.subscribed(channel, { epoch: result.epoch, offset: result.offset }, result.recovered !== false);
+        this.host.subscribed(channel, { epoch: result.epoch, offset: result.offset });
       },
       reject: (error) => {
         this.serverChannels.delete(channel);

@@ -84,7 +84,7 @@ export function isLoopback(address: string | undefined): boolean {
   return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
 }
 
-/** The value of `Authorization: Bearer <value>`; undefined without the header. */
+/** Returns the value of `Authorization: Bearer <value>`, or undefined without the header. */
 export function readBearer(req: IncomingMessage): string | undefined {
   const header = req.headers.authorization;
   if (header === undefined) {

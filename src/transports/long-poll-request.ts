@@ -52,7 +52,7 @@ function parseTimeout(text: string | null, maxMs: number): number {
   return Math.min(Number(text), maxMs);
 }
 
-/** The Bearer token of the Authorization header, else the `token` query parameter. */
+/** Returns the Bearer token of the Authorization header, else the `token` query parameter. */
 function readToken(req: IncomingMessage, url: URL): string | undefined {
   return readBearer(req) ?? url.searchParams.get("token") ?? undefined;
 }

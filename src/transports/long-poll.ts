@@ -19,8 +19,8 @@ const CORS_HEADERS = {
  * HTTP long-polling at `GET /poll`. The cursor is a position in every
  * requested channel, so a poll reads what follows it from history and
  * needs no per-client queue between polls. Only a poll that finds nothing
- * is held: it subscribes through the hub from the cursor's position and
- * answers at the first event, gap or timeout.
+ * is held. It subscribes through the hub from the cursor's position and
+ * responds at the first event, gap or timeout.
  */
 export class LongPollTransport implements Transport {
   readonly name = "poll";
@@ -60,7 +60,7 @@ export class LongPollTransport implements Transport {
     void poll.run();
   }
 
-  /** Answers every held poll at once; polls still reading history answer when they finish. */
+  /** Responds to every held poll at once; polls still reading history respond when they finish. */
   async drain(): Promise<void> {
     const done = new Promise<void>((resolve) => {
       this.drained = resolve;
@@ -147,7 +147,7 @@ class Poll implements Subscriber {
     this.respond();
   }
 
-  /** Answers now with what the poll has, as drain requires of held polls. */
+  /** Responds now with what the poll has, as drain requires of held polls. */
   release(): void {
     if (this.held) {
       this.respond();
@@ -301,7 +301,7 @@ class Poll implements Subscriber {
     return this.events.length >= this.context.config.poll.batchLimit;
   }
 
-  /** Answers on the next turn of the event loop, so events published together go out together. */
+  /** Responds on the next turn of the event loop, so events published together go out together. */
   private scheduleRespond(): void {
     if (this.scheduled) {
       return;
@@ -324,7 +324,7 @@ class Poll implements Subscriber {
       "Cache-Control": "no-store",
     };
     if (this.context.state() !== "running") {
-      // Tells clients the quick answer is the node leaving, not new events.
+      // Tells clients that the quick response means the node is leaving, not that events are waiting.
       headers["Retry-After"] = "1";
     }
     this.res.writeHead(200, headers);
