@@ -7,69 +7,21 @@ import { ChannelPosition, type StreamPosition } from "./position.js";
 import { SseClientTransport } from "./sse-transport.js";
 import {
   HeraldClientError,
+  type ClientEvents,
+  type ClientState,
   type ClientTransport,
   type CloseInfo,
+  type EventContext,
+  type EventHandler,
   type EventSourceConstructor,
   type FetchFunction,
+  type HeraldClientOptions,
   type PublishResult,
   type TransportHost,
   type TransportName,
   type WebSocketConstructor,
 } from "./types.js";
 import { WebSocketClientTransport } from "./websocket-transport.js";
-
-export interface HeraldClientOptions {
-  /** Base URL of a node, such as `https://rt.example.com`; `ws:` and `wss:` work too. */
-  url: string;
-  /** Connection token, sent on connect, as a Bearer header, or as the SSE `token` parameter. */
-  token?: string;
-  /** Transports to try, best first. Default: websocket, sse, poll. */
-  transports?: TransportName[];
-  /** Minimum reconnect delay, in ms. Default 500. */
-  minDelayMs?: number;
-  /** Maximum reconnect delay, in ms. Default 30000. */
-  maxDelayMs?: number;
-  /** Time a transport gets to open before the next one is tried, in ms. Default 10000. */
-  connectTimeoutMs?: number;
-  /** How long a transport that failed while a later one worked is skipped, in ms. Default 300000. */
-  retryBetterAfterMs?: number;
-  /** WebSocket constructor; default `globalThis.WebSocket`. In Node 20, pass the `ws` package's. */
-  WebSocket?: WebSocketConstructor;
-  /** EventSource constructor; default `globalThis.EventSource`. */
-  EventSource?: EventSourceConstructor;
-  /** fetch function; default `globalThis.fetch`. */
-  fetch?: FetchFunction;
-}
-
-export type ClientState = "connecting" | "connected" | "disconnected" | "closed";
-
-export interface StateChange {
-  readonly state: ClientState;
-  /** The reason the client disconnected or closed. */
-  readonly reason?: string;
-}
-
-export interface GapNotice {
-  readonly channel: string;
-  /** Delivery continues after this position. */
-  readonly epoch: string;
-  readonly offset: number;
-}
-
-export interface EventContext {
-  readonly channel: string;
-  readonly epoch: string;
-  readonly offset: number;
-}
-
-export type EventHandler = (data: unknown, context: EventContext) => void;
-
-export interface ClientEvents extends Record<string, unknown> {
-  state: StateChange;
-  gap: GapNotice;
-  error: HeraldClientError;
-  transport: TransportName;
-}
 
 /** Close codes after which reconnecting cannot help: the token or the channel is refused. */
 const FATAL_CLOSE_CODES: Record<number, string> = { 4001: "unauthorized", 4003: "forbidden" };

@@ -96,3 +96,56 @@ export interface ClientTransport {
   presence?(channel: string): Promise<unknown> | undefined;
   close(): void;
 }
+
+export interface HeraldClientOptions {
+  /** Base URL of a node, such as `https://rt.example.com`; `ws:` and `wss:` work too. */
+  url: string;
+  /** Connection token, sent on connect, as a Bearer header, or as the SSE `token` parameter. */
+  token?: string;
+  /** Transports to try, best first. Default: websocket, sse, poll. */
+  transports?: TransportName[];
+  /** Minimum reconnect delay, in ms. Default 500. */
+  minDelayMs?: number;
+  /** Maximum reconnect delay, in ms. Default 30000. */
+  maxDelayMs?: number;
+  /** Time a transport gets to open before the next one is tried, in ms. Default 10000. */
+  connectTimeoutMs?: number;
+  /** How long a transport that failed while a later one worked is skipped, in ms. Default 300000. */
+  retryBetterAfterMs?: number;
+  /** WebSocket constructor; default `globalThis.WebSocket`. In Node 20, pass the `ws` package's. */
+  WebSocket?: WebSocketConstructor;
+  /** EventSource constructor; default `globalThis.EventSource`. */
+  EventSource?: EventSourceConstructor;
+  /** fetch function; default `globalThis.fetch`. */
+  fetch?: FetchFunction;
+}
+
+export type ClientState = "connecting" | "connected" | "disconnected" | "closed";
+
+export interface StateChange {
+  readonly state: ClientState;
+  /** The reason the client disconnected or closed. */
+  readonly reason?: string;
+}
+
+export interface GapNotice {
+  readonly channel: string;
+  /** Delivery continues after this position. */
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+export interface EventContext {
+  readonly channel: string;
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+export type EventHandler = (data: unknown, context: EventContext) => void;
+
+export interface ClientEvents extends Record<string, unknown> {
+  state: StateChange;
+  gap: GapNotice;
+  error: HeraldClientError;
+  transport: TransportName;
+}
