@@ -135,19 +135,46 @@ describe("client SDK against a live node", () => {
     });
   }
 
-  test("subscribe later joins the running transport", async () => {
-    const client = newClient(node, ["poll"]);
-    const first: number[] = [];
-    const second: number[] = [];
-    client.subscribe("join-a", (_data, context) => first.push(context.offset));
-    await waitUntil(() => client.position("join-a") !== undefined, 10_000, "join-a position");
-    client.subscribe("join-b", (_data, context) => second.push(context.offset));
-    await waitUntil(() => client.position("join-b") !== undefined, 10_000, "join-b position");
-    await node.server.hub.publish("join-a", "1");
-    await node.server.hub.publish("join-b", "1");
-    await waitUntil(() => first.length === 1 && second.length === 1, 10_000, "one event on each channel");
-    client.close();
-  });
+  for (const transport of ["websocket", "poll", "sse"] as const) {
+    test(`${transport}: channel changes keep streams exact`, async (t) => {
+      if (!transports.includes(transport)) {
+        t.skip("this node has no SSE transport");
+        return;
+      }
+      const [a, b, c] = ["a", "b", "c"].map((name) => `join-${transport}-${name}`) as [string, string, string];
+      const client = newClient(node, [transport]);
+      const received = new Map<string, number[]>([[a, []], [b, []], [c, []]]);
+      const record = (_data: unknown, context: { channel: string; offset: number }) => received.get(context.channel)!.push(context.offset);
+      client.subscribe(a, record);
+      await waitUntil(() => client.position(a) !== undefined, 10_000, `${a} position`);
+
+      const total = 300;
+      let subscriptionB: { unsubscribe(): void } | undefined;
+      for (let i = 1; i <= total; i++) {
+        await node.server.hub.publish(a, String(i));
+        if (i === 50) {
+          subscriptionB = client.subscribe(b, record);
+        }
+        if (i === 120) {
+          client.subscribe(c, record);
+        }
+        if (i === 200) {
+          subscriptionB!.unsubscribe();
+        }
+        if (i % 10 === 0) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      }
+      await waitUntil(() => client.position(c) !== undefined, 10_000, `${c} position`);
+      await node.server.hub.publish(c, "1");
+      await waitUntil(() => received.get(a)!.length >= total && received.get(c)!.length >= 1, 20_000, "every event");
+      client.close();
+
+      assert.deepEqual(received.get(a), Array.from({ length: total }, (_, i) => i + 1));
+      assert.deepEqual(received.get(b), []);
+      assert.equal(received.get(c)!.length, 1);
+    });
+  }
 
   test("unsubscribe stops the handler", async () => {
     const client = newClient(node, ["websocket"]);

@@ -14,8 +14,8 @@ export class WebSocketClientTransport implements ClientTransport {
   private socket: WebSocketLike | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, ReplyHandler>();
-  /** Channels subscribed, or with a subscribe in flight, on the server. */
-  private readonly serverChannels = new Set<string>();
+  /** Channels subscribed on the server, or with a subscribe in flight ("pending"). */
+  private readonly serverChannels = new Map<string, "pending" | "active">();
   private connected = false;
   private stopped = false;
 
@@ -61,10 +61,10 @@ export class WebSocketClientTransport implements ClientTransport {
         this.subscribe(channel);
       }
     }
-    for (const channel of this.serverChannels) {
-      if (!wanted.has(channel)) {
-        this.serverChannels.delete(channel);
-        this.request({ type: "unsubscribe", channel }, { resolve: () => undefined, reject: () => undefined });
+    for (const [channel, status] of this.serverChannels) {
+      // A pending subscribe is undone when its reply arrives, because the server rejects an unsubscribe before it.
+      if (!wanted.has(channel) && status === "active") {
+        this.unsubscribe(channel);
       }
     }
   }
@@ -90,17 +90,29 @@ export class WebSocketClientTransport implements ClientTransport {
   }
 
   private subscribe(channel: string): void {
-    this.serverChannels.add(channel);
+    this.serverChannels.set(channel, "pending");
     const since = this.host.position(channel);
     this.request({ type: "subscribe", channel, ...(since === undefined ? {} : { since }) }, {
       resolve: (result) => {
+        this.serverChannels.set(channel, "active");
+        if (!this.host.channels().includes(channel)) {
+          this.unsubscribe(channel);
+          return;
+        }
         this.host.subscribed(channel, { epoch: result.epoch, offset: result.offset });
       },
       reject: (error) => {
         this.serverChannels.delete(channel);
-        this.host.channelFailed(channel, new HeraldClientError(error.code, error.message, error.status, channel));
+        if (this.host.channels().includes(channel)) {
+          this.host.channelFailed(channel, new HeraldClientError(error.code, error.message, error.status, channel));
+        }
       },
     });
+  }
+
+  private unsubscribe(channel: string): void {
+    this.serverChannels.delete(channel);
+    this.request({ type: "unsubscribe", channel }, { resolve: () => undefined, reject: () => undefined });
   }
 
   private request(command: Record<string, unknown>, handler: ReplyHandler): void {
