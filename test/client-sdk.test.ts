@@ -21,10 +21,14 @@ async function servesSse(node: Node): Promise<boolean> {
 
 /** Tracks the node's server-side sockets so a test can cut every connection. */
 function trackSockets(node: Node): Set<Socket> {
+  // The node's HTTP server is private: the test reaches in for the sockets
+  // it accepts, from a listener that tracks them or from the server itself.
+  const internals = node.server as unknown as { http?: Server; listener?: { sockets?: Set<Socket> } };
+  if (internals.listener?.sockets) {
+    return internals.listener.sockets;
+  }
   const sockets = new Set<Socket>();
-  // The HTTP server is private to HeraldServer; the test reaches in to cut its sockets.
-  const http = (node.server as unknown as { http: Server }).http;
-  http.on("connection", (socket: Socket) => {
+  internals.http!.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
   });
@@ -232,8 +236,13 @@ describe("client SDK fallback", () => {
     const node = await startHerald({ websocket: { enabled: false }, poll: { holdMs: 1_000 } });
     try {
       let upgrades = 0;
-      (node.server as unknown as { http: Server }).http.on("upgrade", () => upgrades++);
-      const client = newClient(node, ["websocket", "poll"], { retryBetterAfterMs: 150 });
+      class CountingWebSocket extends WebSocket {
+        constructor(url: string) {
+          super(url);
+          upgrades++;
+        }
+      }
+      const client = newClient(node, ["websocket", "poll"], { retryBetterAfterMs: 150, WebSocket: CountingWebSocket as never });
       const used: TransportName[] = [];
       client.on("transport", (name) => used.push(name));
       const offsets: number[] = [];
