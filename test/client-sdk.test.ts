@@ -11,7 +11,7 @@ import { waitUntil } from "./support/ports.js";
 
 type Node = Awaited<ReturnType<typeof startHerald>>;
 
-/** Whether the node serves SSE; the SDK's SSE path is tested only where it does. */
+/** Returns whether the node serves SSE; the SDK's SSE path is tested only where it does. */
 async function servesSse(node: Node): Promise<boolean> {
   const controller = new AbortController();
   const response = await fetch(`${node.http}/sse?channel=probe`, { signal: controller.signal });

@@ -9,7 +9,7 @@ type Node = Awaited<ReturnType<typeof startHerald>>;
 
 const CHAT = { namespaces: { chat: { clientPublish: true } } };
 
-/** Whether the node serves SSE; SSE cases run only where it does. */
+/** Returns whether the node serves SSE; SSE cases run only where it does. */
 async function servesSse(node: Node): Promise<boolean> {
   const controller = new AbortController();
   const response = await fetch(`${node.http}/sse?channel=probe`, { signal: controller.signal });

@@ -175,7 +175,7 @@ describe("long-poll", () => {
   });
 
   test("thousands of held polls", async () => {
-    // Its own node holds polls long enough for all of them to be opened, even on a loaded machine.
+    // A node of its own keeps polls open long enough for all of them to start, even on a loaded machine.
     const crowded = await startHerald({ poll: { holdMs: 120_000 } });
     const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
     try {
