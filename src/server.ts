@@ -65,6 +65,8 @@ export class HeraldServer {
   /** HTTP responses in progress, so shutdown can ask their clients to reconnect. */
   private readonly responses = new Set<ServerResponse>();
   private readonly auth: Authenticator;
+  /** Open connections per remote address, counted by every transport. */
+  readonly limiter: ConnectionLimiter;
   private brokerAvailable = false;
   private closing: Promise<void> | undefined;
 
@@ -91,6 +93,7 @@ export class HeraldServer {
     });
     this.api = new PublishApi(config, this.hub);
     const adminToken = new AdminToken(config.adminToken);
+    this.limiter = new ConnectionLimiter(config.limits.maxConnectionsPerIp);
 
     const context: TransportContext = {
       config,
@@ -101,7 +104,7 @@ export class HeraldServer {
       auth,
       adminToken,
       nodeId: this.nodeId,
-      limiter: new ConnectionLimiter(config.limits.maxConnectionsPerIp),
+      limiter: this.limiter,
       state: () => this.lifecycle.state,
     };
     this.websocket = new WebSocketTransport(context);
