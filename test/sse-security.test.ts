@@ -4,10 +4,10 @@ import { EventSource } from "eventsource";
 import { encodeCursor } from "../src/cursor.js";
 import { publishWithKey, upgradeStatus } from "./support/auth-probes.js";
 import { startHerald } from "./support/herald.js";
-import { waitUntil } from "./support/ports.js";
+import { freePort, waitUntil } from "./support/ports.js";
 import { sample, scrape } from "./support/prometheus.js";
 import { openSse, type SseResponse } from "./support/sse.js";
-import { HMAC_SECRET, signToken } from "./support/tokens.js";
+import { HMAC_SECRET, makeKeyPair, signToken } from "./support/tokens.js";
 
 type Node = Awaited<ReturnType<typeof startHerald>>;
 
@@ -158,7 +158,7 @@ describe("sse connections per address", () => {
   });
 });
 
-describe("sse token expiry", () => {
+describe("sse tokens", () => {
   const API_KEY = "api-key-for-sse-expiry";
   let node: Node;
 
@@ -191,7 +191,27 @@ describe("sse token expiry", () => {
     return { source, statuses, closes, received };
   }
 
+  test("token is read like on every transport", async () => {
+    const token = await signToken(HMAC_SECRET, { claims: { channels: ["feed"] } });
+    const cases: Array<[string, string, Record<string, string>, number, string]> = [
+      ["another scheme", "/sse?channel=feed", { Authorization: `Basic ${token}` }, 401, "token_malformed"],
+      ["repeated parameter", `/sse?channel=feed&token=${token}&token=${token}`, {}, 400, "bad_request"],
+      ["expired", `/sse?channel=feed&token=${await signToken(HMAC_SECRET, { expiresIn: -60 })}`, {}, 401, "token_expired"],
+    ];
+    for (const [name, path, headers, status, code] of cases) {
+      const response = await fetch(node.http + path, { headers });
+      assert.equal(response.status, status, name);
+      assert.equal(((await response.json()) as { error: { code: string } }).error.code, code, name);
+    }
+    const served = await subscribed(await openSse(`${node.http}/sse?channel=feed`, { Authorization: `Bearer ${token}` }));
+    served.close();
+    await waitUntil(() => node.server.limiter.count(ADDRESS) === 0, 5_000, "every request to be released");
+  });
+
   test("expired stream ends and EventSource stops", async () => {
+    const expiredCloses = async () =>
+      sample(await scrape(node.http), "herald_connections_closed_total", { transport: "sse", reason: "token_expired" });
+    const closedBefore = await expiredCloses();
     const token = await signToken(HMAC_SECRET, { expiresIn: 2, claims: { channels: ["feed"] } });
     const { source, statuses, closes } = recordedSource(`${node.http}/sse?channel=feed&token=${token}`);
     try {
@@ -203,8 +223,7 @@ describe("sse token expiry", () => {
       await new Promise((resolve) => setTimeout(resolve, 500));
       assert.deepEqual(statuses, [200, 401]);
       // Both ends carry the code: the stream at expiry, and the reconnect refused with 401.
-      const samples = await scrape(node.http);
-      assert.equal(sample(samples, "herald_connections_closed_total", { transport: "sse", reason: "token_expired" }), 2);
+      assert.equal((await expiredCloses()) - closedBefore, 2);
       await waitUntil(() => node.server.limiter.count(ADDRESS) === 0, 5_000, "the stream to be released");
     } finally {
       source.close();
@@ -237,6 +256,29 @@ describe("sse token expiry", () => {
       }
     } finally {
       first.source.close();
+    }
+  });
+});
+
+describe("sse failures on the node's side", () => {
+  test("unreachable key set gets 200, retry and an end", async () => {
+    // Nothing listens on the port, so every key set fetch fails.
+    const node = await startHerald({
+      sse: { retryMs: 100 },
+      auth: { jwksUrl: `http://127.0.0.1:${await freePort()}/jwks.json`, jwksTimeoutMs: 1_000 },
+    });
+    try {
+      const token = await signToken(await makeKeyPair("ES256"), { kid: "k1" });
+      const stream = await openSse(`${node.http}/sse?channel=keys&token=${token}`);
+      await stream.ended;
+      assert.equal(stream.status, 200);
+      assert.equal(stream.headers["content-type"], "text/event-stream");
+      assert.match(stream.recorder.text, /^: token_keys_unavailable\n/);
+      assert.equal(stream.recorder.retries.length, 1);
+      assert.equal(stream.recorder.events.length, 0);
+      await waitUntil(() => node.server.limiter.count(ADDRESS) === 0, 5_000, "the request to be released");
+    } finally {
+      await node.close();
     }
   });
 });

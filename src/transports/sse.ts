@@ -48,10 +48,14 @@ export class SseTransport implements Transport {
       } else {
         this.log.debug({ code: herald.code }, "sse request rejected");
       }
-      if (!res.headersSent) {
-        sendError(res, herald);
-      } else {
+      if (res.headersSent) {
         res.destroy();
+      } else if (herald.status >= 500) {
+        // A failure on the node's side passes (broker, key set); with any
+        // status but 200 EventSource would stop for good, not retry.
+        sendReconnectLater(res, this.context.config.sse.retryMs, herald.code);
+      } else {
+        sendError(res, herald);
       }
     });
   }
