@@ -67,6 +67,8 @@ export class HeraldServer {
   /** HTTP responses in progress, so shutdown can ask their clients to reconnect. */
   private readonly responses = new Set<ServerResponse>();
   private readonly auth: Authenticator;
+  /** Open connections per remote address, counted by every transport. */
+  readonly limiter: ConnectionLimiter;
   private brokerAvailable = false;
   private closing: Promise<void> | undefined;
 
@@ -93,6 +95,7 @@ export class HeraldServer {
     });
     this.api = new PublishApi(config, this.hub, auth);
     const adminToken = new AdminToken(config.adminToken);
+    this.limiter = new ConnectionLimiter(config.limits.maxConnectionsPerIp);
 
     const context: TransportContext = {
       config,
@@ -103,7 +106,7 @@ export class HeraldServer {
       auth,
       adminToken,
       nodeId: this.nodeId,
-      limiter: new ConnectionLimiter(config.limits.maxConnectionsPerIp),
+      limiter: this.limiter,
       state: () => this.lifecycle.state,
     };
     this.websocket = new WebSocketTransport(context);
