@@ -5,6 +5,8 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { AnonymousAuthenticator } from "../src/auth/identity.js";
 import { encodeCursor } from "../src/cursor.js";
+import { ConnectionLimiter } from "../src/limits/connection-limiter.js";
+import type { TransportContext } from "../src/transports/transport.js";
 import { LongPollTransport } from "../src/transports/long-poll.js";
 import type { NodeState } from "../src/transports/transport.js";
 import { postJson, publish, startHerald } from "./support/herald.js";
@@ -268,8 +270,9 @@ describe("long-poll drain", () => {
       log: node.server.log,
       auth: new AnonymousAuthenticator(),
       nodeId: "drain-test",
+      limiter: new ConnectionLimiter(1_000),
       state: () => state,
-    });
+    } as unknown as TransportContext);
     http = createServer((req, res) => transport.handleRequest(req, res, new URL(req.url ?? "/", "http://localhost")));
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
     base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;

@@ -5,15 +5,10 @@ import { decodeCursor, encodeCursor } from "../cursor.js";
 import { EncodedPublication } from "../encoded.js";
 import { protocolError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
+import { applyCors } from "../http/cors.js";
 import { sendError } from "../http/respond.js";
 import { parsePollRequest, type PollRequest } from "./long-poll-request.js";
 import type { Transport, TransportContext } from "./transport.js";
-
-/** Headers that let pages on other origins poll; tokens travel in a header, never in cookies. */
-const CORS_HEADERS = {
-  "Access-Control-Allow-Origin": "*",
-  "Access-Control-Expose-Headers": "Retry-After",
-};
 
 /**
  * HTTP long-polling at `GET /poll`. The cursor is a position in every
@@ -34,27 +29,29 @@ export class LongPollTransport implements Transport {
   }
 
   handleRequest(req: IncomingMessage, res: ServerResponse, url: URL): void {
-    if (req.method === "OPTIONS") {
-      res.writeHead(204, {
-        ...CORS_HEADERS,
-        "Access-Control-Allow-Methods": "GET",
-        "Access-Control-Allow-Headers": "Authorization",
-        "Access-Control-Max-Age": "600",
-      });
-      res.end();
-      return;
-    }
-    if (req.method !== "GET") {
-      sendError(res, protocolError("method_not_allowed", `Use GET on /poll, not ${req.method}.`), CORS_HEADERS);
-      return;
-    }
     let request: PollRequest;
     try {
+      // Pages on origins in cors.allowedOrigins may poll; others get 403 origin_forbidden.
+      if (applyCors(req, res, this.context.config, ["GET"])) {
+        return;
+      }
+      if (req.method !== "GET") {
+        throw protocolError("method_not_allowed", `Use GET on /poll, not ${req.method}.`);
+      }
       request = parsePollRequest(req, url, this.context.config);
     } catch (error) {
-      sendError(res, error, CORS_HEADERS);
+      sendError(res, error);
       return;
     }
+    // A held poll is an open connection, so it counts against the address's limit until it responds.
+    const address = req.socket.remoteAddress ?? "";
+    const release = this.context.limiter.acquire(address);
+    if (release === undefined) {
+      const max = this.context.config.limits.maxConnectionsPerIp;
+      sendError(res, protocolError("too_many_connections", `At most ${max} connections per address are allowed.`), { "Retry-After": "1" });
+      return;
+    }
+    res.once("close", release);
     const poll = new Poll(this.context, request, res, (done) => this.forget(done));
     this.polls.add(poll);
     void poll.run();
@@ -318,7 +315,6 @@ class Poll implements Subscriber {
     const cursor = encodeCursor(this.request.channels, this.positions);
     const body = `{"events":[${this.events.join(",")}],"cursor":${JSON.stringify(cursor)},"gaps":${JSON.stringify(this.gaps)}}`;
     const headers: Record<string, string | number> = {
-      ...CORS_HEADERS,
       "Content-Type": "application/json; charset=utf-8",
       "Content-Length": Buffer.byteLength(body),
       "Cache-Control": "no-store",
@@ -336,7 +332,7 @@ class Poll implements Subscriber {
       return;
     }
     this.finish();
-    const herald = sendError(this.res, error, CORS_HEADERS);
+    const herald = sendError(this.res, error);
     if (herald.code === "internal") {
       this.context.log.error({ err: error, transport: "poll" }, "poll failed");
     } else {
