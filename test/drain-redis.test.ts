@@ -57,7 +57,7 @@ describe("drain on Redis", () => {
     // which the replacement takes over. A retry goes to the other node.
     let signalledAt = 0;
     let replacement: Promise<{ exit: { code: number | null; signal: NodeJS.Signals | null }; exitedAt: number; node: HeraldProcess }> | undefined;
-    const { offsets, acknowledgedBy, acknowledgedAt, retries } = await publishSteadily({
+    const { offsets, acknowledgedBy, acknowledgedAt, rejected, retries } = await publishSteadily({
       channel: CHANNEL,
       events: EVENTS,
       intervalMs: PUBLISH_INTERVAL_MS,
@@ -88,6 +88,8 @@ describe("drain on Redis", () => {
     const inDrain = acknowledgedAt.filter((at, index) => acknowledgedBy[index] === draining.http && at > drainStartedAt && at < exitedAt).length;
     const duringDrain = acknowledgedAt.filter((at, index) => acknowledgedBy[index] === draining.http && at > signalledAt && at < exitedAt).length;
     assert.ok(inDrain > 0, "the draining node accepted no publish while it drained");
+    const rejectedByDraining = rejected.filter((attempt) => attempt.base === draining.http && attempt.at < exitedAt);
+    assert.deepEqual(rejectedByDraining, [], "the draining node rejected publishes");
     const afterRestart = acknowledgedAt.filter((at, index) => acknowledgedBy[index] === replaced.http && at > exitedAt).length;
     assert.ok(afterRestart > 0, "the replacement node accepted no publish");
 

@@ -25,6 +25,8 @@ export interface SteadyPublishResult {
   readonly acknowledgedBy: string[];
   /** When each event was acknowledged (Date.now()), by index. */
   readonly acknowledgedAt: number[];
+  /** Attempts that got a response other than 200, with its status and when it arrived. */
+  readonly rejected: Array<{ base: string; status: number; at: number }>;
 }
 
 /**
@@ -37,6 +39,7 @@ export async function publishSteadily(options: SteadyPublishOptions): Promise<St
   const offsets: number[] = [];
   const acknowledgedBy: string[] = [];
   const acknowledgedAt: number[] = [];
+  const rejected: Array<{ base: string; status: number; at: number }> = [];
   let retries = 0;
   let next = 0;
   const started = Date.now();
@@ -57,6 +60,7 @@ export async function publishSteadily(options: SteadyPublishOptions): Promise<St
           acknowledgedAt[index] = Date.now();
           return;
         }
+        rejected.push({ base, status: response.status, at: Date.now() });
       } catch {
         // The connection failed because the node died or has exited, so retry below.
       }
@@ -77,7 +81,7 @@ export async function publishSteadily(options: SteadyPublishOptions): Promise<St
     }
   };
   await Promise.all(Array.from({ length: options.workers }, worker));
-  return { retries, offsets, acknowledgedBy, acknowledgedAt };
+  return { retries, offsets, acknowledgedBy, acknowledgedAt, rejected };
 }
 
 /**
