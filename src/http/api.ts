@@ -5,10 +5,9 @@ import { validateChannel } from "../channel.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
+import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH } from "../idempotency-key.js";
 import { encodePublicationData } from "../publication-data.js";
 import { readJsonBody, sendJson } from "./respond.js";
-
-const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 
 const publishItem = z.object({
   channel: z.string(),
@@ -109,10 +108,7 @@ function parseItem(body: unknown, headerKey: string | undefined): PublishItem {
   if (!("data" in (body as object)) || parsed.data.data === undefined) {
     throw protocolError("invalid_command", 'The body has no "data" field.');
   }
-  const idempotencyKey = parsed.data.idempotencyKey ?? headerKey;
-  if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
-    throw protocolError("invalid_command", `The idempotency key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters.`);
-  }
+  const idempotencyKey = checkIdempotencyKey(parsed.data.idempotencyKey ?? headerKey);
   // Checked here, not only in the hub, so that a batch with a bad name publishes none of its items.
   const channel = validateChannel(parsed.data.channel);
   return { channel, data: encodePublicationData(parsed.data.data), idempotencyKey };
