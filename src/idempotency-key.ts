@@ -1,6 +1,6 @@
 import { protocolError } from "./errors.js";
 
-/** Longest idempotency key a publish may carry, in characters. */
+/** Maximum length of an idempotency key, in characters. */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 
 /**
