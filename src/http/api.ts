@@ -7,7 +7,8 @@ import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
 import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH } from "../idempotency-key.js";
 import { encodePublicationData } from "../publication-data.js";
-import { readJsonBody, sendJson } from "./respond.js";
+import { rejectCrossSite } from "./cors.js";
+import { readJsonBody, requireJsonContentType, sendJson } from "./respond.js";
 
 const publishItem = z.object({
   channel: z.string(),
@@ -30,12 +31,20 @@ export class PublishApi {
     this.keys = new ApiKeys(config.apiKeys);
   }
 
-  /** Throws unless the request carries a configured API key, or comes from loopback when none is configured. */
+  /**
+   * Throws unless the request carries a configured API key, or comes from
+   * loopback when none is configured. Without a key, requests a web page
+   * may have sent are rejected too.
+   */
   authorize(req: IncomingMessage): void {
     this.keys.verify(req.headers.authorization, req.socket.remoteAddress);
+    if (this.config.apiKeys.length === 0) {
+      rejectCrossSite(req, this.config.cors.allowedOrigins);
+    }
   }
 
   async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    requireJsonContentType(req);
     const body = await readJsonBody(req, this.config.limits.maxBodyBytes);
     const header = req.headers["idempotency-key"];
     const item = parseItem(body, typeof header === "string" ? header : undefined);
@@ -44,6 +53,7 @@ export class PublishApi {
   }
 
   async publishBatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    requireJsonContentType(req);
     const body = await readJsonBody(req, this.config.limits.maxBodyBytes);
     const parsed = publishBatch.safeParse(body);
     if (!parsed.success) {
