@@ -171,6 +171,18 @@ describe("grpc api", () => {
     client.raw.close();
   });
 
+  test("history limit over 10000 is invalid argument", async () => {
+    const client = grpcClient(grpcPort, API_KEY);
+    await assert.rejects(client.call("History", { channel: "grpc-limit", since: 0, limit: 10_001 }), (error: any) => {
+      assert.equal(error.code, status.INVALID_ARGUMENT);
+      assert.equal(error.metadata.get("herald-error-code")[0], "invalid_command");
+      return true;
+    });
+    const most = await client.call("History", { channel: "grpc-limit", since: 0, limit: 10_000 });
+    assert.equal(most.top, 0);
+    client.raw.close();
+  });
+
   test("stale epoch gets a gap event", async () => {
     const client = grpcClient(grpcPort, API_KEY);
     await client.publish("grpc-stale", 1);

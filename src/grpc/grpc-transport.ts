@@ -10,6 +10,7 @@ import { validateChannel } from "../channel.js";
 import type { EncodedPublication } from "../encoded.js";
 import { protocolError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
+import { historyLimit } from "../history-limit.js";
 import { checkIdempotencyKey } from "../idempotency-key.js";
 import { ConnectionMonitor } from "../transports/connection-monitor.js";
 import type { Transport, TransportContext } from "../transports/transport.js";
@@ -203,7 +204,8 @@ export class GrpcTransport implements Transport {
 
   private async history(request: { channel: string; since: number; limit: number }): Promise<unknown> {
     const namespace = this.context.hub.namespaceOf(request.channel);
-    const limit = request.limit === 0 ? namespace.historySize : Math.min(request.limit, 10_000);
+    // proto3 sends an absent limit as 0, which asks for the default.
+    const limit = historyLimit(request.limit === 0 ? undefined : request.limit, namespace.historySize, "invalid_command");
     const history = await this.context.hub.history(request.channel, request.since, limit);
     return {
       channel: request.channel,

@@ -5,6 +5,7 @@ import { validateChannel } from "../channel.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
+import { historyLimit } from "../history-limit.js";
 import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH } from "../idempotency-key.js";
 import { encodePublicationData } from "../publication-data.js";
 import { rejectCrossSite } from "./cors.js";
@@ -96,9 +97,9 @@ export class PublishApi {
     if (channel === null) {
       throw protocolError("missing_channel", "The channel query parameter is required.");
     }
-    const since = parseCount(url.searchParams.get("since"), "since", 0);
+    const since = parseCount(url.searchParams.get("since"), "since") ?? 0;
     const namespace = this.hub.namespaceOf(channel);
-    const limit = Math.min(parseCount(url.searchParams.get("limit"), "limit", namespace.historySize), 10_000);
+    const limit = historyLimit(parseCount(url.searchParams.get("limit"), "limit"), namespace.historySize, "bad_request");
     const history = await this.hub.history(channel, since, limit);
     const publications = history.publications.map((publication) => ({
       offset: publication.offset,
@@ -124,12 +125,16 @@ function parseItem(body: unknown, headerKey: string | undefined): PublishItem {
   return { channel, data: encodePublicationData(parsed.data.data), idempotencyKey };
 }
 
-function parseCount(text: string | null, name: string, fallback: number): number {
+/** Parses a non-negative integer query parameter up to 2^53-1; undefined when absent. */
+function parseCount(text: string | null, name: string): number | undefined {
   if (text === null || text === "") {
-    return fallback;
+    return undefined;
   }
-  if (!/^\d{1,15}$/.test(text)) {
-    throw protocolError("bad_request", `The ${name} query parameter must be a non-negative integer; got ${JSON.stringify(text.slice(0, 32))}.`);
+  if (!/^\d{1,16}$/.test(text) || Number(text) > Number.MAX_SAFE_INTEGER) {
+    throw protocolError(
+      "bad_request",
+      `The ${name} query parameter must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}; got ${JSON.stringify(text.slice(0, 32))}.`,
+    );
   }
   return Number(text);
 }
