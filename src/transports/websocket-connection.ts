@@ -579,7 +579,9 @@ export class WebSocketConnection implements Subscriber {
     this.closing = true;
     this.cancelExpiry();
     // 1006 means no close frame came. Any other code means the client sent
-    // one, after reading every frame written before it.
+    // one, after reading every frame written before it. NOTE: frames still
+    // in flight when a client starts the close count as received, although
+    // browsers discard messages that arrive after close().
     this.saveSession(code !== 1006);
     for (const subscription of this.subscriptions.values()) {
       this.context.hub.unsubscribe(subscription);
