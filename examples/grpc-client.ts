@@ -2,6 +2,7 @@
 // Run a node with the gRPC API on, then this file:
 //   HERALD_GRPC_ENABLED=true npm start
 //   npx tsx examples/grpc-client.ts
+// HERALD_GRPC_ADDRESS sets the node's gRPC address (127.0.0.1:8081 by default).
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -12,7 +13,7 @@ const definition = protoLoader.loadSync(join(import.meta.dirname, "..", "proto",
   oneofs: true,
 });
 const { herald } = grpc.loadPackageDefinition(definition) as any;
-const client = new herald.v1.Herald(process.env.HERALD_GRPC ?? "127.0.0.1:8081", grpc.credentials.createInsecure());
+const client = new herald.v1.Herald(process.env.HERALD_GRPC_ADDRESS ?? "127.0.0.1:8081", grpc.credentials.createInsecure());
 
 const metadata = new grpc.Metadata();
 if (process.env.HERALD_API_KEY) {

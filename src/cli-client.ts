@@ -1,8 +1,28 @@
+import type { IncomingMessage } from "node:http";
 import { WebSocket } from "ws";
+
+const PUBLISH_USAGE = `Usage: herald publish CHANNEL JSON [--url URL] [--api-key KEY]
+
+Publishes JSON to CHANNEL through the HTTP API and prints the reply.
+  --url      the node's HTTP address (HERALD_URL, default http://127.0.0.1:8080)
+  --api-key  the API key to send (HERALD_API_KEY)`;
+
+const SUBSCRIBE_USAGE = `Usage: herald subscribe CHANNEL [--url ws://HOST:PORT/ws] [--token JWT]
+
+Prints each event on CHANNEL as one JSON line, and reconnects from the
+last offset after a lost connection.
+  --url    the node's WebSocket endpoint (HERALD_WS_URL, default ws://127.0.0.1:8080/ws)
+  --token  a client token (HERALD_TOKEN)`;
 
 interface Options {
   positional: string[];
   flags: Map<string, string>;
+  help: boolean;
+}
+
+/** Whether an argument asks for help. */
+export function isHelpFlag(arg: string): boolean {
+  return arg === "--help" || arg === "-h";
 }
 
 function parseArgs(argv: string[], known: string[]): Options {
@@ -10,6 +30,9 @@ function parseArgs(argv: string[], known: string[]): Options {
   const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
+    if (isHelpFlag(arg)) {
+      return { positional, flags, help: true };
+    }
     if (!arg.startsWith("--")) {
       positional.push(arg);
       continue;
@@ -25,15 +48,19 @@ function parseArgs(argv: string[], known: string[]): Options {
     }
     flags.set(name, value);
   }
-  return { positional, flags };
+  return { positional, flags, help: false };
 }
 
 /** `herald publish CHANNEL JSON`: publishes through the HTTP API and prints the reply. */
 export async function publishCommand(argv: string[]): Promise<number> {
-  const { positional, flags } = parseArgs(argv, ["url", "api-key"]);
+  const { positional, flags, help } = parseArgs(argv, ["url", "api-key"]);
+  if (help) {
+    console.log(PUBLISH_USAGE);
+    return 0;
+  }
   const [channel, json] = positional;
   if (channel === undefined || json === undefined || positional.length > 2) {
-    console.error("Usage: herald publish CHANNEL JSON [--url URL] [--api-key KEY]");
+    console.error(PUBLISH_USAGE);
     return 2;
   }
 
@@ -73,10 +100,14 @@ export async function publishCommand(argv: string[]): Promise<number> {
  * so a restart of the connection neither loses nor repeats an event.
  */
 export async function subscribeCommand(argv: string[]): Promise<number> {
-  const { positional, flags } = parseArgs(argv, ["url", "token"]);
+  const { positional, flags, help } = parseArgs(argv, ["url", "token"]);
+  if (help) {
+    console.log(SUBSCRIBE_USAGE);
+    return 0;
+  }
   const [channel] = positional;
   if (channel === undefined || positional.length > 1) {
-    console.error("Usage: herald subscribe CHANNEL [--url ws://HOST:PORT/ws] [--token JWT]");
+    console.error(SUBSCRIBE_USAGE);
     return 2;
   }
   const url = flags.get("url") ?? process.env.HERALD_WS_URL ?? "ws://127.0.0.1:8080/ws";
@@ -96,9 +127,16 @@ export async function subscribeCommand(argv: string[]): Promise<number> {
   process.once("SIGTERM", stop);
 
   for (;;) {
-    const outcome = await new Promise<{ code: number; fatal: boolean }>((resolve) => {
+    const outcome = await new Promise<{ code: number; fatal: boolean; cause?: string }>((resolve) => {
       const ws = new WebSocket(url);
       current = ws;
+      let cause: string | undefined;
+      ws.on("unexpected-response", (_request, response) => {
+        void rejectedUpgrade(response).then((rejection) => {
+          resolve({ code: 1006, ...rejection });
+          ws.terminate();
+        });
+      });
       ws.on("open", () => {
         attempt = 0;
         ws.send(JSON.stringify({ id: 1, type: "connect", ...(token ? { token } : {}) }));
@@ -130,21 +168,55 @@ export async function subscribeCommand(argv: string[]): Promise<number> {
           }
         }
       });
-      ws.on("close", (code) => resolve({ code, fatal: code === 4001 || code === 4003 || code === 1000 }));
-      ws.on("error", () => {
+      ws.on("close", (code) => resolve({ code, fatal: code === 4001 || code === 4003 || code === 1000, cause }));
+      ws.on("error", (error) => {
         // The close event follows and schedules the reconnect.
+        cause = error.message;
       });
     });
     if (stopping) {
       return 0;
     }
     if (outcome.fatal) {
-      console.error(`connection closed with ${outcome.code}; not reconnecting`);
+      console.error(outcome.cause ? `${outcome.cause}; not reconnecting` : `connection closed with ${outcome.code}; not reconnecting`);
       return 1;
     }
     attempt++;
     const delay = Math.random() * Math.min(30_000, 250 * 2 ** attempt);
-    console.error(`disconnected (${outcome.code}); reconnecting in ${Math.round(delay)} ms`);
+    const reason = outcome.cause ? `: ${outcome.cause}` : "";
+    console.error(`disconnected (${outcome.code}${reason}); reconnecting in ${Math.round(delay)} ms`);
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
+}
+
+/**
+ * Describes an upgrade that got an HTTP response instead of 101. A 4xx
+ * other than 429 (wrong path, bad token, forbidden origin) fails again on
+ * every retry, so it is fatal; 429 and 5xx are worth retrying.
+ */
+async function rejectedUpgrade(response: IncomingMessage): Promise<{ fatal: boolean; cause: string }> {
+  const status = response.statusCode ?? 0;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of response) {
+      size += (chunk as Buffer).length;
+      if (size > 64 * 1024) {
+        break;
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch {
+    // The status alone still explains the rejection.
+  }
+  let detail = "";
+  try {
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { error?: { code?: string; message?: string } };
+    if (body.error?.code) {
+      detail = ` (${body.error.code}: ${body.error.message ?? ""})`;
+    }
+  } catch {
+    // Not a Herald error body, for example a proxy's HTML page.
+  }
+  return { fatal: status >= 400 && status < 500 && status !== 429, cause: `the server rejected the WebSocket upgrade with HTTP ${status}${detail}` };
 }

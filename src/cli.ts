@@ -2,7 +2,7 @@ import { constants } from "node:os";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { EXIT_MARGIN_MS } from "./lifecycle.js";
 import { HeraldServer } from "./server.js";
-import { publishCommand, subscribeCommand } from "./cli-client.js";
+import { isHelpFlag, publishCommand, subscribeCommand } from "./cli-client.js";
 
 const USAGE = `Usage:
   herald serve [--config FILE] [--port N] [--host ADDR] [--broker memory|redis]
@@ -38,6 +38,10 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(argv: string[]): Promise<number> {
+  if (argv.some(isHelpFlag)) {
+    console.log(USAGE);
+    return 0;
+  }
   let server: HeraldServer;
   let config: Config;
   try {

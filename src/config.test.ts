@@ -123,7 +123,7 @@ describe("loadConfig", () => {
   });
 
   test("variables of the CLI and tests are not settings", () => {
-    const config = loadConfig({ env: { HERALD_URL: "http://x", HERALD_WS_URL: "ws://x", HERALD_TOKEN: "t", HERALD_TEST_LOG: "debug" } });
+    const config = loadConfig({ env: { HERALD_URL: "http://x", HERALD_WS_URL: "ws://x", HERALD_TOKEN: "t", HERALD_GRPC_ADDRESS: "127.0.0.1:1", HERALD_TEST_LOG: "debug" } });
     assert.equal(config.port, 8080);
   });
 
@@ -153,6 +153,18 @@ describe("loadConfig", () => {
     const message = configError({ env: {}, argv: ["--port=70000"] });
     assert.match(message, /port \(from --port\): got 70000/);
     assert.match(message, /<=65535/);
+  });
+
+  test("ms settings are capped at the timer maximum", () => {
+    const paths = [...millisecondPaths(loadConfig({ env: {} }) as unknown as Record<string, unknown>, ""), "namespaces.chat.historyTtlMs"];
+    assert.ok(paths.includes("websocket.pingIntervalMs"));
+    assert.ok(paths.includes("drain.timeoutMs"));
+    for (const path of paths) {
+      const message = configError({ env: {}, argv: ["--set", `${path}=2147483648`] });
+      assert.match(message, new RegExp(`${path.replace(/\./g, "\\.")} \\(from --set ${path.replace(/\./g, "\\.")}\\): got 2147483648`));
+      assert.match(message, /must be at most 2147483647 ms/);
+      assert.doesNotThrow(() => loadConfig({ env: {}, argv: ["--set", `${path}=2147483647`] }), path);
+    }
   });
 
   test("unknown setting is named in full", () => {
@@ -206,3 +218,13 @@ describe("loadConfig", () => {
     }
   });
 });
+
+/** Lists the paths of every setting whose name ends in Ms. */
+function millisecondPaths(settings: Record<string, unknown>, prefix: string): string[] {
+  return Object.entries(settings).flatMap(([key, value]) => {
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+      return millisecondPaths(value as Record<string, unknown>, `${prefix}${key}.`);
+    }
+    return key.endsWith("Ms") ? [`${prefix}${key}`] : [];
+  });
+}

@@ -9,7 +9,15 @@ import { z } from "zod";
  * flags. The result is validated once with zod and frozen.
  */
 
-const millis = (fallback: number) => z.number().int().min(0).default(fallback);
+/** The longest delay Node.js timers take; a larger one fires after 1 ms instead. */
+const MAX_TIMER_MS = 2_147_483_647;
+const timerMs = () =>
+  z
+    .number()
+    .int()
+    .max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days), the longest delay a Node.js timer takes`);
+const millis = (fallback: number) => timerMs().min(0).default(fallback);
+const positiveMillis = (fallback: number) => timerMs().min(1).default(fallback);
 const positiveInt = (fallback: number) => z.number().int().min(1).default(fallback);
 const bool = (fallback: boolean) => z.boolean().default(fallback);
 
@@ -18,7 +26,7 @@ const namespaceSchema = z
     /** Events kept per channel. 0 keeps no history, so resume always reports a gap. */
     historySize: z.number().int().min(0).max(1_000_000).optional(),
     /** How long a channel's history lives after its last publication, in ms. */
-    historyTtlMs: z.number().int().min(0).optional(),
+    historyTtlMs: timerMs().min(0).optional(),
     /** Whether clients without a token may subscribe. */
     anonymousSubscribe: z.boolean().optional(),
     /** Whether clients (not only the publish API) may publish. */
@@ -46,9 +54,9 @@ export const configSchema = z
         /** Prefix of every key and pub/sub channel Herald uses; must not contain `{` or `}`. */
         keyPrefix: z.string().regex(/^[^{}]*$/, "must not contain { or }").default("herald:"),
         /** How long a channel's epoch and top offset outlive its last publish or read, in ms (24 h). */
-        metaTtlMs: positiveInt(86_400_000),
+        metaTtlMs: positiveMillis(86_400_000),
         /** Time a Redis command may take before it fails, in ms. */
-        commandTimeoutMs: positiveInt(2_000),
+        commandTimeoutMs: positiveMillis(2_000),
       })
       .strict()
       .prefault({}),
@@ -59,7 +67,7 @@ export const configSchema = z
     admin: z
       .object({
         /** Interval between the stats snapshots each node publishes for the admin page, in ms. */
-        statsIntervalMs: positiveInt(1_000),
+        statsIntervalMs: positiveMillis(1_000),
       })
       .strict()
       .prefault({}),
@@ -85,7 +93,7 @@ export const configSchema = z
         /** Minimum time between two fetches caused by an unknown key id, in ms. */
         jwksCooldownMs: millis(30_000),
         /** Time allowed for one JWKS fetch, in ms. */
-        jwksTimeoutMs: positiveInt(5_000),
+        jwksTimeoutMs: positiveMillis(5_000),
         /** Accepted `aud` values; empty: `aud` is not checked. */
         audience: z.array(z.string().min(1)).default([]),
         /** Accepted `iss` values; empty: `iss` is not checked. */
@@ -132,16 +140,16 @@ export const configSchema = z
     sse: z
       .object({
         /** Interval between heartbeat comment lines, in ms. */
-        heartbeatMs: positiveInt(15_000),
+        heartbeatMs: positiveMillis(15_000),
         /** Reconnect delay sent to EventSource in the `retry:` field, in ms. */
-        retryMs: positiveInt(2_000),
+        retryMs: positiveMillis(2_000),
       })
       .strict()
       .prefault({}),
     poll: z
       .object({
         /** Longest time a poll is held waiting for an event, in ms. */
-        holdMs: positiveInt(25_000),
+        holdMs: positiveMillis(25_000),
         /** Most events returned by one poll. */
         batchLimit: positiveInt(1_000),
       })
@@ -179,7 +187,7 @@ export const configSchema = z
     defaults: namespaceSchema
       .extend({
         historySize: z.number().int().min(0).max(1_000_000).default(100),
-        historyTtlMs: z.number().int().min(0).default(300_000),
+        historyTtlMs: timerMs().min(0).default(300_000),
         clientPublish: z.boolean().default(false),
         presence: z.boolean().default(false),
       })
@@ -191,22 +199,22 @@ export const configSchema = z
     /** How long a disconnected WebSocket session can be resumed by its id, in ms. */
     sessionTtlMs: millis(300_000),
     /** Interval at which WebSocket sessions with new positions are saved, in ms. */
-    sessionSaveIntervalMs: positiveInt(1_000),
+    sessionSaveIntervalMs: positiveMillis(1_000),
     presence: z
       .object({
         /** How long a presence entry lives without a refresh, in ms. */
-        ttlMs: positiveInt(60_000),
+        ttlMs: positiveMillis(60_000),
         /** Interval at which a node refreshes the presence entries of its connections, in ms. */
-        refreshMs: positiveInt(20_000),
+        refreshMs: positiveMillis(20_000),
       })
       .strict()
       .prefault({}),
     nodeRegistry: z
       .object({
         /** Interval between a node's heartbeats in the registry, in ms. */
-        heartbeatMs: positiveInt(5_000),
+        heartbeatMs: positiveMillis(5_000),
         /** How long a node stays listed after its last heartbeat, in ms. */
-        ttlMs: positiveInt(15_000),
+        ttlMs: positiveMillis(15_000),
       })
       .strict()
       .prefault({}),
@@ -231,9 +239,9 @@ export const configSchema = z
         cert: z.string().default(""),
         key: z.string().default(""),
         /** Interval between heartbeat events on Subscribe streams, in ms. */
-        heartbeatMs: positiveInt(15_000),
+        heartbeatMs: positiveMillis(15_000),
         /** Interval between HTTP/2 keepalive pings to gRPC clients, in ms. */
-        keepaliveMs: positiveInt(30_000),
+        keepaliveMs: positiveMillis(30_000),
       })
       .strict()
       .prefault({}),
@@ -267,10 +275,10 @@ const ENV_ALIASES: Record<string, string> = {
 };
 
 /**
- * HERALD_* variables that are not server settings: the CLI client and the
- * tests read them. Any other unknown HERALD_* name is rejected as a typo.
+ * HERALD_* variables that are not server settings: the CLI client, the
+ * examples and the tests read them. Any other unknown HERALD_* name is rejected as a typo.
  */
-const ENV_NOT_SETTINGS = new Set(["HERALD_URL", "HERALD_WS_URL", "HERALD_TOKEN", "HERALD_CHROMIUM"]);
+const ENV_NOT_SETTINGS = new Set(["HERALD_URL", "HERALD_WS_URL", "HERALD_TOKEN", "HERALD_GRPC_ADDRESS", "HERALD_CHROMIUM"]);
 const ENV_NOT_SETTINGS_PREFIX = "HERALD_TEST_";
 
 /** Flags that take a value, mapped to their setting. */

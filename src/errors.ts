@@ -47,6 +47,7 @@ export const ERRORS = {
   method_not_allowed: { status: 405, message: "The method is not allowed on this path." },
   message_too_big: { status: 413, close: 1009, message: "The message is larger than the maximum size." },
   payload_too_large: { status: 413, message: "The request body is larger than the maximum size." },
+  unsupported_media_type: { status: 415, message: "The request body must be sent as Content-Type: application/json." },
   rate_limited: { status: 429, close: 4029, message: "Too many requests; slow down." },
   too_many_connections: { status: 429, message: "Too many connections from this address." },
   headers_too_large: { status: 431, message: "The request headers are larger than the maximum size." },

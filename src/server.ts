@@ -312,11 +312,15 @@ export class HeraldServer {
 
   private async dispatch(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? "GET";
+    // Health probes may use HEAD, which Node answers without the body.
+    const probeMethod = method === "HEAD" ? "GET" : method;
     switch (url.pathname) {
       case "/healthz":
+        expectMethod(probeMethod, "GET");
         sendJson(res, 200, { status: "ok", state: this.lifecycle.state, connections: this.connectionsByTransport() });
         return;
       case "/readyz":
+        expectMethod(probeMethod, "GET");
         if (this.ready()) {
           sendJson(res, 200, { status: "ready" });
         } else if (this.lifecycle.shuttingDown) {
@@ -348,6 +352,7 @@ export class HeraldServer {
         await this.api.history(url, res);
         return;
       case "/ws":
+        expectMethod(method, "GET");
         throw protocolError("bad_request", "The /ws endpoint needs a WebSocket upgrade request.");
       case "/metrics":
         expectMethod(method, "GET");

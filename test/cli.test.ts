@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { publish, startHerald } from "./support/herald.js";
@@ -69,6 +71,27 @@ describe("herald serve", () => {
     }
   });
 
+  test("--help prints usage and exits 0", async () => {
+    for (const [command, usage] of [
+      ["serve", /herald serve \[--config FILE\]/],
+      ["publish", /Usage: herald publish CHANNEL JSON/],
+      ["subscribe", /Usage: herald subscribe CHANNEL/],
+    ] as const) {
+      for (const flag of ["--help", "-h"]) {
+        const { code, stdout, stderr } = await run([command, flag]);
+        assert.equal(code, 0, `${command} ${flag}: ${stderr}`);
+        assert.match(stdout, usage, `${command} ${flag}`);
+        assert.equal(stderr, "", `${command} ${flag}`);
+      }
+    }
+  });
+
+  test("admin token requirement without a token exits 2", async () => {
+    const { code, stderr } = await run(["serve", "--port", "0", "--host", "127.0.0.1", "--set", "metrics.requireAdminToken=true"]);
+    assert.equal(code, 2);
+    assert.match(stderr, /metrics\.requireAdminToken/);
+  });
+
   test("unknown command prints usage", async () => {
     const { code, stderr } = await run(["sever"]);
     assert.equal(code, 2);
@@ -125,6 +148,16 @@ describe("herald publish and subscribe", () => {
     assert.match(stderr, /not reconnecting/);
   });
 
+  test("subscribe stops on a rejected upgrade", async () => {
+    const started = Date.now();
+    const { code, stderr } = await run(["subscribe", "news", "--url", `ws://127.0.0.1:${port}/`]);
+    assert.equal(code, 1);
+    assert.match(stderr, /rejected the WebSocket upgrade with HTTP 404 \(not_found: /);
+    assert.match(stderr, /not reconnecting/);
+    assert.doesNotMatch(stderr, /reconnecting in/);
+    assert.ok(Date.now() - started < 15_000);
+  });
+
   test("publish with invalid JSON exits 2", async () => {
     const { code, stderr } = await run(["publish", "news", "{text:hi}", "--url", `http://127.0.0.1:${port}`]);
     assert.equal(code, 2);
@@ -142,6 +175,38 @@ describe("herald publish and subscribe", () => {
     const { code, stderr } = await run(["publish", "news", "1", "--url", `http://127.0.0.1:${closed}`]);
     assert.equal(code, 1);
     assert.match(stderr, new RegExp(`Publish to http://127\\.0\\.0\\.1:${closed}/api/publish failed`));
+  });
+});
+
+describe("herald subscribe retries", () => {
+  test("refused connection is retried with its cause", async () => {
+    const closed = await freePort();
+    const subscriber = herald(["subscribe", "news", "--url", `ws://127.0.0.1:${closed}/ws`]);
+    await waitUntil(() => count(subscriber.output(), /reconnecting in/) >= 2, 10_000, "two reconnect attempts");
+    assert.match(subscriber.output(), /disconnected \(1006: connect ECONNREFUSED 127\.0\.0\.1:\d+\); reconnecting in/);
+    assert.equal(await subscriber.stop("SIGTERM"), 0);
+  });
+
+  test("server errors and 429 are retried", async () => {
+    for (const status of [503, 429]) {
+      let upgrades = 0;
+      const rejecting = createServer((_request, response) => response.end());
+      rejecting.on("upgrade", (_request, socket) => {
+        upgrades++;
+        socket.end(`HTTP/1.1 ${status} Busy\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`);
+      });
+      await new Promise<void>((resolve) => rejecting.listen(0, "127.0.0.1", resolve));
+      const address = rejecting.address() as AddressInfo;
+      const subscriber = herald(["subscribe", "news", "--url", `ws://127.0.0.1:${address.port}/ws`]);
+      try {
+        await waitUntil(() => upgrades >= 2, 10_000, `two upgrade attempts after ${status}`);
+        assert.match(subscriber.output(), new RegExp(`HTTP ${status}\\); reconnecting in`));
+        assert.equal(await subscriber.stop("SIGTERM"), 0);
+      } finally {
+        rejecting.closeAllConnections();
+        await new Promise((resolve) => rejecting.close(resolve));
+      }
+    }
   });
 });
 

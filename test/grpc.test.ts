@@ -150,6 +150,59 @@ describe("grpc api", () => {
     client.raw.close();
   });
 
+  test("idempotency key over 128 characters is rejected", async () => {
+    const client = grpcClient(grpcPort, API_KEY);
+    const long = "k".repeat(129);
+    await assert.rejects(client.publish("grpc-long-key", 1, long), (error: any) => {
+      assert.equal(error.code, status.INVALID_ARGUMENT);
+      assert.equal(error.metadata.get("herald-error-code")[0], "invalid_command");
+      return true;
+    });
+    await assert.rejects(
+      client.call("PublishBatch", { items: [{ channel: "grpc-long-key", data: Buffer.from("1"), idempotencyKey: long }] }),
+      (error: any) => error.code === status.INVALID_ARGUMENT,
+    );
+    const http = await postJson(node.http, "/api/publish", { channel: "grpc-long-key", data: 1, idempotencyKey: long }, { Authorization: `Bearer ${API_KEY}` });
+    assert.equal(http.status, 400);
+    assert.equal(http.body.error.code, "invalid_command");
+
+    const longest = await client.publish("grpc-long-key", 2, "k".repeat(128));
+    assert.equal(longest.offset, 1);
+    client.raw.close();
+  });
+
+  test("history limit over 10000 is invalid argument", async () => {
+    const client = grpcClient(grpcPort, API_KEY);
+    await assert.rejects(client.call("History", { channel: "grpc-limit", since: 0, limit: 10_001 }), (error: any) => {
+      assert.equal(error.code, status.INVALID_ARGUMENT);
+      assert.equal(error.metadata.get("herald-error-code")[0], "invalid_command");
+      return true;
+    });
+    const most = await client.call("History", { channel: "grpc-limit", since: 0, limit: 10_000 });
+    assert.equal(most.top, 0);
+    client.raw.close();
+  });
+
+  test("stale epoch gets a gap event", async () => {
+    const client = grpcClient(grpcPort, API_KEY);
+    await client.publish("grpc-stale", 1);
+    await client.publish("grpc-stale", 2);
+    const stream = collect(client.subscribe([{ channel: "grpc-stale", since: { epoch: "stale0", offset: 1 } }]));
+    await waitUntil(() => stream.events.some((event) => event.gap), 5_000, "gap event");
+    const subscribed = stream.events.find((event) => event.subscribed).subscribed;
+    assert.equal(subscribed.recovered, false);
+    const gap = stream.events.find((event) => event.gap).gap;
+    assert.equal(gap.channel, "grpc-stale");
+    assert.equal(gap.epoch, subscribed.epoch);
+    assert.equal(gap.offset, 2);
+    assert.ok(stream.events.indexOf(stream.events.find((event) => event.subscribed)) < stream.events.indexOf(stream.events.find((event) => event.gap)));
+
+    await client.publish("grpc-stale", 3);
+    await waitUntil(() => stream.publications("grpc-stale").length === 1, 5_000, "live event");
+    assert.equal(stream.publications("grpc-stale")[0].offset, 3);
+    client.raw.close();
+  });
+
   test("idempotency key publishes once", async () => {
     const client = grpcClient(grpcPort, API_KEY);
     const first = await client.publish("grpc-idem", { n: 1 }, "key-1");

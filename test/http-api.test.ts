@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { after, before, describe, test } from "node:test";
-import { postJson, publish, startHerald } from "./support/herald.js";
+import { postJson, publish, startHerald, TestClient } from "./support/herald.js";
 
 async function getJson(url: string, headers: Record<string, string> = {}) {
   const response = await fetch(url, { headers });
@@ -96,6 +96,29 @@ describe("http api", () => {
     const badChannel = await getJson(`${node.http}/api/history?channel=a%20b`);
     assert.equal(badChannel.status, 400);
     assert.equal(badChannel.body.error.code, "invalid_channel");
+  });
+
+  test("history limit over 10000 is rejected", async () => {
+    const over = await getJson(`${node.http}/api/history?channel=hist&limit=10001`);
+    assert.equal(over.status, 400);
+    assert.equal(over.body.error.code, "bad_request");
+    assert.match(over.body.error.message, /at most 10000/);
+    const most = await getJson(`${node.http}/api/history?channel=hist&limit=10000`);
+    assert.equal(most.status, 200);
+
+    const client = await TestClient.open(node.ws);
+    const viaWebSocket = await client.request({ type: "history", channel: "hist", limit: 10001 });
+    assert.equal(viaWebSocket.error.code, "invalid_command");
+    client.close();
+  });
+
+  test("history since takes offsets up to 2^53-1", async () => {
+    const largest = await getJson(`${node.http}/api/history?channel=hist&since=${Number.MAX_SAFE_INTEGER}`);
+    assert.equal(largest.status, 200);
+    assert.deepEqual(largest.body.publications, []);
+    const over = await getJson(`${node.http}/api/history?channel=hist&since=${Number.MAX_SAFE_INTEGER + 1}`);
+    assert.equal(over.status, 400);
+    assert.equal(over.body.error.code, "bad_request");
   });
 
   test("publish_batch returns results in order", async () => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -255,7 +256,7 @@ describe("nodes on redis", () => {
     const redis = await redisServer();
     const doomed = await startHeraldProcess({
       nodeId: "session-a",
-      args: ["--broker", "redis", "--redis-url", redis.url, "--set", "sessionSaveIntervalMs=100"],
+      args: ["--broker", "redis", "--redis-url", redis.url, "--set", "sessionSaveIntervalMs=100", "--set", "websocket.pingIntervalMs=100"],
     });
     cleanups.push(() => doomed.stop("SIGKILL").then(() => undefined));
     const survivor = await node(redis, "session-b");
@@ -269,7 +270,9 @@ describe("nodes on redis", () => {
       await publish(survivor.http, "resume", { n });
     }
     await first.waitForPubs("resume", 3);
-    // Longer than sessionSaveIntervalMs, so the periodic save has stored offset 3.
+    // The pong to this ping confirms offset 3; the wait is longer than
+    // sessionSaveIntervalMs, so the periodic save has stored it.
+    await once(first.socket, "ping");
     await new Promise((resolve) => setTimeout(resolve, 400));
     await doomed.stop("SIGKILL");
     await first.closed;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import { publish, startHerald, TestClient } from "./support/herald.js";
 
@@ -199,6 +200,46 @@ describe("websocket resume", () => {
     const again = await second.request({ type: "subscribe", channel });
     assert.equal(again.error.code, "already_subscribed", "the restored subscription is live");
     second.close();
+  });
+
+  test("session resume repeats unread events", async () => {
+    // Fast pings confirm positions; many missed pongs are allowed, so the stalled client stays open.
+    const pinging = await startHerald({ websocket: { pingIntervalMs: 50, missedPongs: 1000 } });
+    try {
+      const channel = "unread";
+      const first = await TestClient.open(pinging.ws);
+      const session = (await first.request({ type: "connect" })).result.session;
+      await first.request({ type: "subscribe", channel });
+      await publishMany(pinging.http, channel, 1, 5);
+      await first.waitForPubs(channel, 5);
+      // A ping written after event 5 was read and answered, so the client has confirmed offset 5.
+      await once(first.socket, "ping");
+      await once(first.socket, "ping");
+
+      // From here the client reads nothing: events 6 to 65 are written to the socket but never received.
+      first.socket.pause();
+      await publishMany(pinging.http, channel, 6, 60);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(first.pubs(channel).length, 5);
+      // ws hands over frames already read from the socket when it closes, so stop recording first.
+      first.socket.removeAllListeners("message");
+      first.socket.terminate();
+      await first.closed;
+
+      const second = await TestClient.open(pinging.ws);
+      const restored = await second.request({ type: "connect", session });
+      assert.equal(restored.result.restored.length, 1);
+      assert.equal(restored.result.restored[0].recovered, true);
+      assert.equal(restored.result.restored[0].offset, 5, "the session resumes after the last confirmed event");
+      const events = await second.waitForPubs(channel, 60);
+      assert.deepEqual(
+        events.map((event) => event.offset),
+        Array.from({ length: 60 }, (_, index) => index + 6),
+      );
+      second.close();
+    } finally {
+      await pinging.close();
+    }
   });
 
   test("unknown session id starts a new session", async () => {

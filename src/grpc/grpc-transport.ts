@@ -10,6 +10,8 @@ import { validateChannel } from "../channel.js";
 import type { EncodedPublication } from "../encoded.js";
 import { protocolError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
+import { historyLimit } from "../history-limit.js";
+import { checkIdempotencyKey } from "../idempotency-key.js";
 import { ConnectionMonitor } from "../transports/connection-monitor.js";
 import type { Transport, TransportContext } from "../transports/transport.js";
 import { toGrpcError } from "./grpc-errors.js";
@@ -172,7 +174,8 @@ export class GrpcTransport implements Transport {
 
   private async publish(request: PublishRequest): Promise<unknown> {
     const data = normalizeData(request.data);
-    const key = request.idempotencyKey === "" ? undefined : request.idempotencyKey;
+    // proto3 sends an absent string as "", so an empty key means none.
+    const key = checkIdempotencyKey(request.idempotencyKey || undefined);
     const publication = await this.context.hub.publish(request.channel, data, key);
     return { channel: publication.channel, epoch: publication.epoch, offset: publication.offset };
   }
@@ -185,7 +188,7 @@ export class GrpcTransport implements Transport {
     const prepared = items.map((item, index) => {
       try {
         validateChannel(item.channel);
-        return { channel: item.channel, data: normalizeData(item.data), key: item.idempotencyKey || undefined };
+        return { channel: item.channel, data: normalizeData(item.data), key: checkIdempotencyKey(item.idempotencyKey || undefined) };
       } catch (error) {
         const herald = error as ReturnType<typeof protocolError>;
         throw protocolError(herald.code, `Item ${index}: ${herald.message}`);
@@ -201,7 +204,8 @@ export class GrpcTransport implements Transport {
 
   private async history(request: { channel: string; since: number; limit: number }): Promise<unknown> {
     const namespace = this.context.hub.namespaceOf(request.channel);
-    const limit = request.limit === 0 ? namespace.historySize : Math.min(request.limit, 10_000);
+    // proto3 sends an absent limit as 0, which asks for the default.
+    const limit = historyLimit(request.limit === 0 ? undefined : request.limit, namespace.historySize, "invalid_command");
     const history = await this.context.hub.history(request.channel, request.since, limit);
     return {
       channel: request.channel,
@@ -316,6 +320,10 @@ class GrpcStream implements Subscriber {
       this.subscriptions.push(result.subscription);
       const offset = result.recovered && since ? since.offset : result.top;
       this.write(this.serializeEvent({ subscribed: { channel: entry.channel, epoch: result.epoch, offset, recovered: result.recovered } }));
+      if (!result.recovered && since !== undefined) {
+        // The position is in another epoch or older than history, so events after it were lost.
+        this.gap(result.subscription, { epoch: result.epoch, offset: result.top });
+      }
       for (const event of result.publications) {
         this.write(event.shared("grpc", encodePublication, this.serializeEvent), true);
       }

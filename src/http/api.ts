@@ -7,10 +7,11 @@ import { validateChannel } from "../channel.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
+import { historyLimit } from "../history-limit.js";
+import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH } from "../idempotency-key.js";
 import { encodePublicationData } from "../publication-data.js";
-import { isLoopback, readJsonBody, sendJson } from "./respond.js";
-
-const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
+import { crossSiteReason, rejectCrossSite } from "./cors.js";
+import { isLoopback, readJsonBody, requireJsonContentType, sendJson } from "./respond.js";
 
 const publishItem = z.object({
   channel: z.string(),
@@ -34,9 +35,16 @@ export class PublishApi {
     this.keys = new ApiKeys(config.apiKeys);
   }
 
-  /** Throws unless the request carries a configured API key, or comes from loopback when none is configured. */
+  /**
+   * Throws unless the request carries a configured API key, or comes from
+   * loopback when none is configured. Without a key, requests a web page
+   * may have sent are rejected too.
+   */
   authorize(req: IncomingMessage): void {
     this.keys.verify(req.headers.authorization, req.socket.remoteAddress);
+    if (this.config.apiKeys.length === 0) {
+      rejectCrossSite(req, this.config.cors.allowedOrigins);
+    }
   }
 
   /**
@@ -51,7 +59,10 @@ export class PublishApi {
     if (header !== undefined && header !== "" && given === undefined) {
       throw protocolError("unauthorized", "Send credentials as Authorization: Bearer <key or token>.");
     }
-    const backend = this.keys.configured ? given !== undefined && this.keys.matches(given) : isLoopback(req.socket.remoteAddress);
+    // Without a key, loopback is a backend, except for a web page that may not act as one: that is a client.
+    const backend = this.keys.configured
+      ? given !== undefined && this.keys.matches(given)
+      : isLoopback(req.socket.remoteAddress) && crossSiteReason(req, this.config.cors.allowedOrigins) === undefined;
     if (backend) {
       return undefined;
     }
@@ -64,6 +75,7 @@ export class PublishApi {
 
   /** Publishes one item; a client (not a backend) must be allowed to publish on its channel. */
   async publish(req: IncomingMessage, res: ServerResponse, client?: Identity): Promise<void> {
+    requireJsonContentType(req);
     const body = await readJsonBody(req, this.config.limits.maxBodyBytes);
     const header = req.headers["idempotency-key"];
     const item = parseItem(body, typeof header === "string" ? header : undefined);
@@ -81,6 +93,7 @@ export class PublishApi {
   }
 
   async publishBatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    requireJsonContentType(req);
     const body = await readJsonBody(req, this.config.limits.maxBodyBytes);
     const parsed = publishBatch.safeParse(body);
     if (!parsed.success) {
@@ -123,9 +136,9 @@ export class PublishApi {
     if (channel === null) {
       throw protocolError("missing_channel", "The channel query parameter is required.");
     }
-    const since = parseCount(url.searchParams.get("since"), "since", 0);
+    const since = parseCount(url.searchParams.get("since"), "since") ?? 0;
     const namespace = this.hub.namespaceOf(channel);
-    const limit = Math.min(parseCount(url.searchParams.get("limit"), "limit", namespace.historySize), 10_000);
+    const limit = historyLimit(parseCount(url.searchParams.get("limit"), "limit"), namespace.historySize, "bad_request");
     const history = await this.hub.history(channel, since, limit);
     const publications = history.publications.map((publication) => ({
       offset: publication.offset,
@@ -145,21 +158,22 @@ function parseItem(body: unknown, headerKey: string | undefined): PublishItem {
   if (!("data" in (body as object)) || parsed.data.data === undefined) {
     throw protocolError("invalid_command", 'The body has no "data" field.');
   }
-  const idempotencyKey = parsed.data.idempotencyKey ?? headerKey;
-  if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
-    throw protocolError("invalid_command", `The idempotency key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters.`);
-  }
+  const idempotencyKey = checkIdempotencyKey(parsed.data.idempotencyKey ?? headerKey);
   // Checked here, not only in the hub, so that a batch with a bad name publishes none of its items.
   const channel = validateChannel(parsed.data.channel);
   return { channel, data: encodePublicationData(parsed.data.data), idempotencyKey };
 }
 
-function parseCount(text: string | null, name: string, fallback: number): number {
+/** Parses a non-negative integer query parameter up to 2^53-1; undefined when absent. */
+function parseCount(text: string | null, name: string): number | undefined {
   if (text === null || text === "") {
-    return fallback;
+    return undefined;
   }
-  if (!/^\d{1,15}$/.test(text)) {
-    throw protocolError("bad_request", `The ${name} query parameter must be a non-negative integer; got ${JSON.stringify(text.slice(0, 32))}.`);
+  if (!/^\d{1,16}$/.test(text) || Number(text) > Number.MAX_SAFE_INTEGER) {
+    throw protocolError(
+      "bad_request",
+      `The ${name} query parameter must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}; got ${JSON.stringify(text.slice(0, 32))}.`,
+    );
   }
   return Number(text);
 }

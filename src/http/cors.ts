@@ -17,13 +17,39 @@ export function originAllowed(req: IncomingMessage, allowed: readonly string[]):
   if (origin === undefined) {
     return true;
   }
+  return originListed(origin, allowed) || sameOrigin(origin.toLowerCase(), req.headers.host);
+}
+
+/** Whether `allowed` lists the origin, or is `*`. */
+function originListed(origin: string, allowed: readonly string[]): boolean {
   const normalized = origin.toLowerCase();
-  for (const entry of allowed) {
-    if (entry === "*" || entry.toLowerCase().replace(/\/+$/, "") === normalized) {
-      return true;
-    }
+  return allowed.some((entry) => entry === "*" || entry.toLowerCase().replace(/\/+$/, "") === normalized);
+}
+
+/**
+ * Rejects browser requests that a web page may have sent, for endpoints
+ * that trust loopback clients without a key. Every browser on the host is
+ * a loopback client, so only origins listed in `allowed` may use them.
+ * The page's own host does not count: with DNS rebinding, a foreign page
+ * can name any host.
+ */
+export function rejectCrossSite(req: IncomingMessage, allowed: readonly string[]): void {
+  const reason = crossSiteReason(req, allowed);
+  if (reason !== undefined) {
+    throw protocolError("origin_forbidden", reason);
   }
-  return sameOrigin(normalized, req.headers.host);
+}
+
+/** Says why a request may come from a web page that is not allowed to act as a backend, or undefined when it may not. */
+export function crossSiteReason(req: IncomingMessage, allowed: readonly string[]): string | undefined {
+  const origin = req.headers.origin;
+  if (origin !== undefined && !originListed(origin, allowed)) {
+    return `Origin ${JSON.stringify(origin.slice(0, 100))} is not in cors.allowedOrigins, and no API key is configured; list the origin or configure an API key.`;
+  }
+  if (req.headers["sec-fetch-site"] === "cross-site") {
+    return "A cross-site browser request may not use the API while no API key is configured.";
+  }
+  return undefined;
 }
 
 function sameOrigin(origin: string, host: string | undefined): boolean {

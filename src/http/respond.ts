@@ -92,6 +92,23 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<un
   });
 }
 
+/**
+ * Throws `unsupported_media_type` unless the body is declared as JSON. A
+ * browser sends application/json across origins only after a CORS
+ * preflight, so this also stops forms and text/plain requests of foreign
+ * pages.
+ */
+export function requireJsonContentType(req: IncomingMessage): void {
+  const type = req.headers["content-type"];
+  const mediaType = type?.split(";")[0]!.trim().toLowerCase();
+  if (mediaType !== "application/json") {
+    throw protocolError(
+      "unsupported_media_type",
+      `Send the body as Content-Type: application/json; got ${type === undefined ? "no Content-Type" : JSON.stringify(type.slice(0, 100))}.`,
+    );
+  }
+}
+
 /** Throws `method_not_allowed` unless the request method is the expected one. */
 export function expectMethod(method: string, expected: string): void {
   if (method !== expected) {

@@ -47,8 +47,16 @@ export class WebSocketConnection implements Subscriber {
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channels where this connection has a presence entry. */
   private readonly present = new Set<string>();
-  /** Whether positions moved since the session was last saved. */
+  /** Whether confirmed positions moved since the session was last saved. */
   private sessionChanged = false;
+  /**
+   * Per channel, the position the client has confirmed receiving: a pong
+   * to a ping sent after that event. A resumed session starts from here.
+   */
+  private readonly confirmed = new Map<string, StreamPosition>();
+  /** Positions at each unanswered ping, keyed by the ping's payload. */
+  private readonly pingPositions = new Map<string, Map<string, StreamPosition>>();
+  private pingsSent = 0;
   /** Channels with a subscribe command still running, so a second one is rejected. */
   private readonly subscribing = new Set<string>();
   /** Commands received whose reply is not sent yet. */
@@ -85,8 +93,9 @@ export class WebSocketConnection implements Subscriber {
     }
     socket.on("message", (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     socket.on("ping", (data) => this.onPing(data));
-    socket.on("pong", () => {
+    socket.on("pong", (data) => {
       this.missedPongs = 0;
+      this.confirmPing(data.toString());
       this.withinRate();
     });
     socket.on("close", (code) => this.onClose(code));
@@ -125,12 +134,10 @@ export class WebSocketConnection implements Subscriber {
   }
 
   deliver(event: EncodedPublication): void {
-    this.sessionChanged = true;
     this.send(event.ws);
   }
 
   gap(subscription: Subscription, position: StreamPosition): void {
-    this.sessionChanged = true;
     this.send(JSON.stringify({ type: "gap", channel: subscription.channel, epoch: position.epoch, offset: position.offset }));
   }
 
@@ -149,6 +156,47 @@ export class WebSocketConnection implements Subscriber {
     if (this.sessionChanged && !this.closing) {
       this.saveSession();
     }
+  }
+
+  /**
+   * Sends a heartbeat ping and remembers each subscription's position at
+   * that moment. The client reads frames in order, so its pong confirms
+   * every event written before the ping.
+   */
+  ping(): void {
+    this.missedPongs++;
+    const payload = String(++this.pingsSent);
+    this.pingPositions.set(payload, this.currentPositions());
+    this.socket.ping(payload);
+  }
+
+  private confirmPing(payload: string): void {
+    const positions = this.pingPositions.get(payload);
+    if (positions === undefined) {
+      // An unsolicited pong (RFC 6455 allows them as a heartbeat) confirms nothing.
+      return;
+    }
+    // Pongs answer pings in order, so the older pings are answered too.
+    for (const key of this.pingPositions.keys()) {
+      this.pingPositions.delete(key);
+      if (key === payload) {
+        break;
+      }
+    }
+    for (const [channel, position] of positions) {
+      if (this.subscriptions.has(channel)) {
+        this.confirmed.set(channel, position);
+      }
+    }
+    this.sessionChanged = true;
+  }
+
+  private currentPositions(): Map<string, StreamPosition> {
+    const positions = new Map<string, StreamPosition>();
+    for (const [channel, subscription] of this.subscriptions) {
+      positions.set(channel, { epoch: subscription.epoch, offset: subscription.offset });
+    }
+    return positions;
   }
 
   /** Refreshes this connection's presence entries before they expire; the transport calls it periodically. */
@@ -417,6 +465,8 @@ export class WebSocketConnection implements Subscriber {
       throw protocolError("draining", "The connection closed during subscribe.");
     }
     this.subscriptions.set(channel, result.subscription);
+    // The client has confirmed nothing on this channel yet, so a resume restarts from where this subscribe started.
+    this.confirmed.set(channel, since ?? { epoch: result.epoch, offset: result.top });
 
     // The offset after which events follow: the requested one when recovered, else the channel's top.
     const offset = since !== undefined && result.recovered ? since.offset : result.top;
@@ -446,6 +496,7 @@ export class WebSocketConnection implements Subscriber {
       throw protocolError("not_subscribed", `Not subscribed to ${channel}.`);
     }
     this.subscriptions.delete(channel);
+    this.confirmed.delete(channel);
     this.context.hub.unsubscribe(subscription);
     this.saveSession();
     this.removePresence(channel);
@@ -502,22 +553,21 @@ export class WebSocketConnection implements Subscriber {
   }
 
   /**
-   * Stores the user and each channel's last delivered position. It runs on
+   * Stores the user and each channel's confirmed position, or with
+   * `delivered` the position of the last event written. It runs on
    * subscribe, unsubscribe and close, and every sessionSaveIntervalMs while
-   * positions move. NOTE: a node killed without a close loses the moves of
-   * its last interval, so a resumed session repeats those events, which a
-   * client drops by offset. Events handed to the socket but not received
-   * before the crash are not sent again, so a client that tracks offsets
-   * should resubscribe with `since` rather than rely on the session.
+   * confirmed positions move. A resumed session may thus repeat events the
+   * client already has (it drops them by offset) but never skips one.
    */
-  private saveSession(): void {
+  private saveSession(delivered = false): void {
     if (this.session === undefined) {
       return;
     }
     this.sessionChanged = false;
     const positions: Record<string, StreamPosition> = {};
     for (const [channel, subscription] of this.subscriptions) {
-      positions[channel] = { epoch: subscription.epoch, offset: subscription.offset };
+      const current = { epoch: subscription.epoch, offset: subscription.offset };
+      positions[channel] = delivered ? current : (this.confirmed.get(channel) ?? current);
     }
     const state: SessionState = { user: this.identity.user, positions };
     this.context.hub.broker
@@ -528,7 +578,11 @@ export class WebSocketConnection implements Subscriber {
   private onClose(code: number): void {
     this.closing = true;
     this.cancelExpiry();
-    this.saveSession();
+    // 1006 means no close frame came. Any other code means the client sent
+    // one, after reading every frame written before it. NOTE: frames still
+    // in flight when a client starts the close count as received, although
+    // browsers discard messages that arrive after close().
+    this.saveSession(code !== 1006);
     for (const subscription of this.subscriptions.values()) {
       this.context.hub.unsubscribe(subscription);
     }

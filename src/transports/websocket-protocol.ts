@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { protocolError } from "../errors.js";
+import { MAX_HISTORY_LIMIT } from "../history-limit.js";
 
 /** Request ids are integers or short strings chosen by the client. */
 const requestId = z.union([z.number().int().min(0).max(Number.MAX_SAFE_INTEGER), z.string().min(1).max(64)]);
@@ -21,7 +22,7 @@ export const commandSchema = z.discriminatedUnion("type", [
     type: z.literal("history"),
     channel,
     since: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-    limit: z.number().int().min(0).max(10_000).optional(),
+    limit: z.number().int().min(0).max(MAX_HISTORY_LIMIT).optional(),
   }),
   z.object({ id: requestId, type: z.literal("presence"), channel }),
   z.object({ id: requestId, type: z.literal("refresh"), token: z.string().max(16_384) }),

@@ -184,8 +184,7 @@ export class WebSocketTransport implements Transport {
         connection.close(1011, "ping timeout", "ping_timeout");
         continue;
       }
-      connection.missedPongs++;
-      connection.socket.ping();
+      connection.ping();
     }
   }
 }
