@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
+import { decodeServerFrame, encodeClientFrame } from "./raw-websocket.js";
 
 /** One frame from the server, unmasked as RFC 6455 requires of servers. */
 export interface Frame {
@@ -52,14 +53,14 @@ export class RawWebSocket {
 
   /** Sends a masked text frame (client frames must be masked). */
   sendText(text: string): void {
-    this.socket.write(maskedFrame(OPCODE_TEXT, Buffer.from(text)));
+    this.socket.write(encodeClientFrame(OPCODE_TEXT, Buffer.from(text)));
   }
 
   /** Sends a masked close frame with a code. */
   sendClose(code: number): void {
     const payload = Buffer.alloc(2);
     payload.writeUInt16BE(code);
-    this.socket.write(maskedFrame(OPCODE_CLOSE, payload));
+    this.socket.write(encodeClientFrame(OPCODE_CLOSE, payload));
   }
 
   async waitForFrame(opcode: number, timeoutMs = 10_000): Promise<Frame> {
@@ -89,7 +90,7 @@ export class RawWebSocket {
   private onData(chunk: Buffer): void {
     this.pending = Buffer.concat([this.pending, chunk]);
     for (;;) {
-      const frame = parseFrame(this.pending);
+      const frame = decodeServerFrame(this.pending);
       if (!frame) {
         break;
       }
@@ -130,33 +131,3 @@ export function readHead(socket: Socket): Promise<{ head: string; rest: Buffer }
   });
 }
 
-function parseFrame(buffer: Buffer): { opcode: number; payload: Buffer; size: number } | undefined {
-  if (buffer.length < 2) {
-    return undefined;
-  }
-  const opcode = buffer[0]! & 0x0f;
-  let length = buffer[1]! & 0x7f;
-  let offset = 2;
-  if (length === 126) {
-    if (buffer.length < 4) return undefined;
-    length = buffer.readUInt16BE(2);
-    offset = 4;
-  } else if (length === 127) {
-    if (buffer.length < 10) return undefined;
-    length = Number(buffer.readBigUInt64BE(2));
-    offset = 10;
-  }
-  if (buffer.length < offset + length) {
-    return undefined;
-  }
-  return { opcode, payload: buffer.subarray(offset, offset + length), size: offset + length };
-}
-
-function maskedFrame(opcode: number, payload: Buffer): Buffer {
-  if (payload.length > 125) {
-    throw new Error("this helper only sends frames of up to 125 bytes");
-  }
-  const mask = randomBytes(4);
-  const masked = Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4]!));
-  return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length]), mask, masked]);
-}

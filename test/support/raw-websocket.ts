@@ -150,7 +150,8 @@ export function encodeClientFrame(opcode: number, payload: Buffer): Buffer {
   return Buffer.concat([header, mask, masked]);
 }
 
-function decodeServerFrame(buffer: Buffer): { opcode: number; payload: Buffer; size: number } | undefined {
+/** Decodes one unmasked server frame from the start of buffer; undefined until it is complete. */
+export function decodeServerFrame(buffer: Buffer): { opcode: number; payload: Buffer; size: number } | undefined {
   if (buffer.length < 2) {
     return undefined;
   }
