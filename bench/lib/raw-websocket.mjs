@@ -1,0 +1,161 @@
+// A minimal RFC 6455 client over node:net for the load client. It parses
+// server frames in place, without copying payloads or decoding text, so
+// the client spends less CPU per delivery than the servers it measures.
+// Every server under test gets this same client; only the small protocol
+// adapter in protocols.mjs differs.
+import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
+
+const OPCODE_CONTINUATION = 0x0;
+const OPCODE_TEXT = 0x1;
+const OPCODE_BINARY = 0x2;
+const OPCODE_CLOSE = 0x8;
+const OPCODE_PING = 0x9;
+
+/**
+ * Opens a WebSocket over loopback. `handler.attach(connection)` is called
+ * first; then `handler.onText(buffer, start, end)` gets each data frame's
+ * payload as a range of a received chunk, which is only valid during the
+ * call. Resolves once the 101 response is read.
+ */
+export function openRawWebSocket({ host, port, path, localAddress, handler }) {
+  return new Promise((resolve, reject) => {
+    let connection;
+    let head = Buffer.alloc(0);
+
+    // Reads land in one buffer shared by every socket of the process, and
+    // go to this callback instead of through the stream's 'data' events:
+    // both save work on each read, which here is about one per delivery.
+    const onRead = (length, buffer) => {
+      const chunk = buffer.subarray(0, length);
+      if (connection.open) {
+        connection.onData(chunk);
+        return;
+      }
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf("\r\n\r\n");
+      if (end === -1) {
+        if (head.length > 16_384) fail(new Error("handshake response over 16 KiB"));
+        return;
+      }
+      const statusLine = head.subarray(0, head.indexOf("\r\n")).toString("latin1");
+      if (!statusLine.startsWith("HTTP/1.1 101")) {
+        fail(new Error(`upgrade rejected: ${statusLine}`));
+        return;
+      }
+      socket.off("error", fail);
+      socket.on("error", () => connection.onClose());
+      socket.on("close", () => connection.onClose());
+      connection.open = true;
+      resolve(connection);
+      const rest = head.subarray(end + 4);
+      head = undefined;
+      if (rest.length > 0) connection.onData(rest);
+    };
+    const fail = (error) => {
+      socket.destroy();
+      reject(error);
+    };
+
+    const socket = connect({ host, port, localAddress, noDelay: true, onread: { buffer: sharedReadBuffer, callback: onRead } });
+    connection = new RawWebSocket(socket, handler);
+    // The server may send its first message in the same read as the 101.
+    handler.attach(connection);
+    socket.once("error", fail);
+    socket.once("connect", () => {
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\n` +
+          `Connection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n` +
+          "Sec-WebSocket-Version: 13\r\n\r\n",
+      );
+    });
+  });
+}
+
+const sharedReadBuffer = Buffer.alloc(256 * 1024);
+
+class RawWebSocket {
+  /** Unparsed bytes of a frame split across reads. */
+  rest = undefined;
+  open = false;
+  closed = false;
+
+  constructor(socket, handler) {
+    this.socket = socket;
+    this.handler = handler;
+  }
+
+  onData(chunk) {
+    const buffer = this.rest === undefined ? chunk : Buffer.concat([this.rest, chunk]);
+    this.rest = undefined;
+    let position = 0;
+
+    while (buffer.length - position >= 2) {
+      const first = buffer[position];
+      let length = buffer[position + 1] & 0x7f;
+      let header = 2;
+      if (length === 126) {
+        if (buffer.length - position < 4) break;
+        length = buffer.readUInt16BE(position + 2);
+        header = 4;
+      } else if (length === 127) {
+        if (buffer.length - position < 10) break;
+        length = Number(buffer.readBigUInt64BE(position + 2));
+        header = 10;
+      }
+      const start = position + header;
+      const end = start + length;
+      if (end > buffer.length) break;
+
+      const opcode = first & 0x0f;
+      const fin = (first & 0x80) !== 0;
+      if ((opcode === OPCODE_TEXT || opcode === OPCODE_BINARY) && fin) {
+        this.handler.onText(buffer, start, end);
+      } else if (opcode === OPCODE_TEXT || opcode === OPCODE_BINARY || opcode === OPCODE_CONTINUATION) {
+        // No server under test fragments its messages; count it rather than reassemble.
+        this.handler.onUnexpected("fragmented frame");
+      } else if (opcode === OPCODE_PING) {
+        this.send(buffer.subarray(start, end), 0xa);
+      } else if (opcode === OPCODE_CLOSE) {
+        this.socket.end();
+      }
+      position = end;
+    }
+
+    if (position < buffer.length) {
+      // Copy, so a small leftover does not pin the whole read buffer.
+      this.rest = Buffer.from(buffer.subarray(position));
+    }
+  }
+
+  onClose() {
+    if (this.closed) return;
+    this.closed = true;
+    this.handler.onClose?.();
+  }
+
+  /** Sends a masked frame (RFC 6455 section 5.3: every client frame is masked). */
+  send(payload, opcode = OPCODE_TEXT) {
+    const data = typeof payload === "string" ? Buffer.from(payload) : payload;
+    const extended = data.length > 125 ? 2 : 0;
+    if (data.length > 65_535) throw new Error("client frames over 64 KiB are not needed here");
+    const frame = Buffer.allocUnsafe(2 + extended + 4 + data.length);
+    frame[0] = 0x80 | opcode;
+    if (extended) {
+      frame[1] = 0x80 | 126;
+      frame.writeUInt16BE(data.length, 2);
+    } else {
+      frame[1] = 0x80 | data.length;
+    }
+    const maskAt = 2 + extended;
+    randomBytes(4).copy(frame, maskAt);
+    for (let i = 0; i < data.length; i++) {
+      frame[maskAt + 4 + i] = data[i] ^ frame[maskAt + (i & 3)];
+    }
+    this.socket.write(frame);
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+}

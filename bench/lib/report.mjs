@@ -1,0 +1,89 @@
+// Markdown tables for docs/benchmarks.md, written by bench/run.mjs.
+
+const number = (value, digits = 0) =>
+  Number.isFinite(value) ? value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "–";
+
+function table(header, rows) {
+  const lines = [`| ${header.join(" | ")} |`, `| ${header.map(() => "---").join(" | ")} |`];
+  for (const row of rows) lines.push(`| ${row.join(" | ")} |`);
+  return lines.join("\n");
+}
+
+/** Herald's value over a peer's, as "1.23x". */
+function ratio(herald, peer) {
+  return Number.isFinite(herald) && Number.isFinite(peer) && peer !== 0 ? `${(herald / peer).toFixed(2)}x` : "–";
+}
+
+function deliveryTable(rows) {
+  const herald = rows.find((row) => row.server === "herald");
+  return table(
+    [
+      "server",
+      "deliveries/s",
+      "Herald's deliveries/s ÷ this",
+      "server CPU-s per million",
+      "this ÷ Herald's CPU",
+      "p50 ms",
+      "p99 ms",
+      "p99.9 ms",
+      "kept up",
+      "failures",
+      "client CPU-s per million",
+    ],
+    rows.map((row) => [
+      row.server,
+      number(row.deliveriesPerSecond),
+      row.server === "herald" ? "" : ratio(herald?.deliveriesPerSecond, row.deliveriesPerSecond),
+      number(row.serverCpuPerMillion, 2),
+      row.server === "herald" ? "" : ratio(row.serverCpuPerMillion, herald?.serverCpuPerMillion),
+      number(row.p50, 2),
+      number(row.p99, 2),
+      number(row.p999, 2),
+      row.sustained ? "yes" : "no",
+      number(row.failures),
+      number(row.clientCpuPerMillion, 2),
+    ]),
+  );
+}
+
+export function formatTables(sections, machine) {
+  const parts = [
+    `Taken ${machine.date} with \`${machine.command}\` (${machine.minutes} min) on ${machine.cores} cores ` +
+      `(${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}. Each figure is the median of ` +
+      `${machine.trials} trials; servers alternate within each round. The machine was shared with other ` +
+      "jobs while these ran, so absolute numbers are noisy; compare servers within one table.",
+  ];
+
+  for (const fanout of sections.fanout ?? []) {
+    parts.push(
+      `### Fan-out: ${number(fanout.subscribers)} subscribers, ${fanout.rate} publishes/s, ${fanout.seconds} s\n\n` +
+        deliveryTable(fanout.rows),
+    );
+  }
+
+  if (sections.idle) {
+    const { small, large, rows } = sections.idle;
+    parts.push(
+      `### Idle memory: RSS growth from ${number(small)} to ${number(large)} connections, one subscription each\n\n` +
+        table(
+          ["server", `RSS at ${number(small)} (MiB)`, `RSS at ${number(large)} (MiB)`, "KiB per connection"],
+          rows.map((row) => [
+            row.server,
+            number(row.rssSmall / 2 ** 20, 1),
+            number(row.rssLarge / 2 ** 20, 1),
+            number(row.bytesPerConnection / 1024, 2),
+          ]),
+        ),
+    );
+  }
+
+  if (sections.many) {
+    const many = sections.many;
+    parts.push(
+      `### Many channels: ${number(many.connections)} connections, each on its own channel and one of ` +
+        `${many.shared} shared channels; ${number(many.rate)} publishes/s round-robin over all, ${many.seconds} s\n\n` +
+        deliveryTable(many.rows),
+    );
+  }
+  return parts.join("\n\n");
+}
