@@ -68,6 +68,12 @@ export const configSchema = z
         maxMessageSize: positiveInt(64 * 1024),
         /** Origins allowed to open a WebSocket; empty allows any. */
         allowedOrigins: z.array(z.string()).default([]),
+        /**
+         * Time events wait before they are written, in ms, so that more of
+         * them share one write. 0 writes at the end of the current turn of
+         * the event loop.
+         */
+        writeDelayMs: z.number().int().min(0).max(1_000).default(0),
       })
       .strict()
       .prefault({}),

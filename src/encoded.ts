@@ -1,4 +1,5 @@
 import type { Publication } from "./broker/broker.js";
+import { textFrame } from "./transports/websocket-frames.js";
 
 /**
  * A publication with its wire encodings, each built at most once and then
@@ -6,6 +7,7 @@ import type { Publication } from "./broker/broker.js";
  */
 export class EncodedPublication {
   private wsBytes: Buffer | undefined;
+  private wsFrameBytes: Buffer | undefined;
   private jsonText: string | undefined;
 
   constructor(readonly publication: Publication) {}
@@ -34,5 +36,13 @@ export class EncodedPublication {
       this.wsBytes = Buffer.from(`{"type":"pub","channel":${JSON.stringify(channel)},"offset":${offset},"data":${data}}`);
     }
     return this.wsBytes;
+  }
+
+  /** The WebSocket push message as a complete text frame, header included. */
+  get wsFrame(): Buffer {
+    if (this.wsFrameBytes === undefined) {
+      this.wsFrameBytes = textFrame(this.ws);
+    }
+    return this.wsFrameBytes;
   }
 }

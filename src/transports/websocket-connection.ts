@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import type { WebSocket } from "ws";
+import type { Duplex } from "node:stream";
+import { WebSocket } from "ws";
 import type { Identity } from "../auth/identity.js";
 import { ANONYMOUS, checkPublish, checkSubscribe } from "../auth/identity.js";
 import type { StreamPosition } from "../broker/broker.js";
@@ -9,6 +10,7 @@ import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
 import type { Logger } from "../log.js";
 import type { TransportContext } from "./transport.js";
+import type { Flushable, FlushQueue } from "./websocket-frames.js";
 import type { Command, RequestId } from "./websocket-protocol.js";
 import { CommandError, errorFrame, parseCommand, replyFrame } from "./websocket-protocol.js";
 
@@ -19,7 +21,7 @@ interface SessionState {
 }
 
 /** One WebSocket client: its commands, subscriptions and liveness. */
-export class WebSocketConnection implements Subscriber {
+export class WebSocketConnection implements Subscriber, Flushable {
   readonly id = randomUUID();
   private identity: Identity = ANONYMOUS;
   private connected = false;
@@ -32,9 +34,15 @@ export class WebSocketConnection implements Subscriber {
   missedPongs = 0;
   private closing = false;
   private readonly log: Logger;
+  /** Pre-framed events waiting for the next flush: one frame, or several in order. */
+  private queued: Buffer | Buffer[] | undefined;
+  private queuedBytes = 0;
 
   constructor(
     readonly socket: WebSocket,
+    /** The TCP socket under `socket`, for writing pre-framed events (see flush). */
+    private readonly raw: Duplex,
+    private readonly flushQueue: FlushQueue,
     private readonly context: TransportContext,
     private readonly onClosed: (connection: WebSocketConnection) => void,
     remoteAddress: string,
@@ -50,7 +58,7 @@ export class WebSocketConnection implements Subscriber {
 
   /** Whether the connection is waiting on nothing: no command in flight, nothing unsent. */
   idle(): boolean {
-    return this.inFlight === 0 && this.socket.bufferedAmount === 0;
+    return this.inFlight === 0 && this.queued === undefined && this.socket.bufferedAmount === 0;
   }
 
   /** Closes the WebSocket with a code and a reason, and forces it shut if the peer never answers. */
@@ -58,6 +66,8 @@ export class WebSocketConnection implements Subscriber {
     if (this.closing) {
       return;
     }
+    // Events queued before the close go out before the close frame.
+    this.flush();
     this.closing = true;
     this.socket.close(code, reason);
     // A peer that never completes the close handshake is cut after this delay.
@@ -70,10 +80,13 @@ export class WebSocketConnection implements Subscriber {
   }
 
   deliver(event: EncodedPublication): void {
-    this.send(event.ws);
+    this.enqueue(event.wsFrame);
   }
 
   gap(subscription: Subscription, position: StreamPosition): void {
+    if (this.overLimit()) {
+      return;
+    }
     this.send(JSON.stringify({ type: "gap", channel: subscription.channel, epoch: position.epoch, offset: position.offset }));
   }
 
@@ -81,19 +94,86 @@ export class WebSocketConnection implements Subscriber {
     this.closeAsSlow();
   }
 
-  private send(message: Buffer | string): void {
-    if (this.closing) {
+  /**
+   * Queues a pre-framed event for the next flush. The same frame object
+   * is shared by every subscriber, so this does no per-subscriber encoding.
+   */
+  private enqueue(frame: Buffer): void {
+    if (this.overLimit()) {
       return;
     }
-    if (this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
-      this.closeAsSlow();
+    const queued = this.queued;
+    if (queued === undefined) {
+      this.queued = frame;
+      this.flushQueue.add(this);
+    } else if (Array.isArray(queued)) {
+      queued.push(frame);
+    } else {
+      this.queued = [queued, frame];
+    }
+    this.queuedBytes += frame.length;
+  }
+
+  /**
+   * Writes the queued frames straight to the TCP socket, in one write
+   * (corked when there are several). This bypasses ws.send, which is safe
+   * because of these invariants: per-message deflate is off, so ws never
+   * compresses or holds frames back; Herald never sends Blobs, the only
+   * other reason ws's sender queues; ws writes every frame it sends
+   * synchronously and whole, so frames never interleave; and nothing is
+   * written once the WebSocket is no longer OPEN, because after ws sends
+   * a close frame no data frame may follow (RFC 6455 section 5.5.1).
+   */
+  flush(): void {
+    const queued = this.queued;
+    if (queued === undefined) {
       return;
     }
+    this.queued = undefined;
+    this.queuedBytes = 0;
+    if (this.closing || this.socket.readyState !== WebSocket.OPEN) {
+      return;
+    }
+    if (!Array.isArray(queued)) {
+      this.raw.write(queued);
+      return;
+    }
+    this.raw.cork();
+    for (const frame of queued) {
+      this.raw.write(frame);
+    }
+    this.raw.uncork();
+  }
+
+  /**
+   * Sends a message through ws, after the queued events so that the
+   * connection's messages keep their order.
+   */
+  private send(message: string): void {
+    this.flush();
     this.socket.send(message);
   }
 
+  /**
+   * Whether the connection is closing, or has more bytes waiting than the
+   * outbound limit, in which case it is closed as a slow consumer. Waiting
+   * bytes are the queue plus what the socket holds unsent
+   * (ws.bufferedAmount includes the TCP socket's writableLength, and so
+   * the frames flush wrote there).
+   */
+  private overLimit(): boolean {
+    if (this.closing) {
+      return true;
+    }
+    if (this.queuedBytes + this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
+      this.closeAsSlow();
+      return true;
+    }
+    return false;
+  }
+
   private closeAsSlow(): void {
-    this.log.info({ buffered: this.socket.bufferedAmount }, "slow consumer closed");
+    this.log.info({ buffered: this.queuedBytes + this.socket.bufferedAmount }, "slow consumer closed");
     this.close(4008, "slow consumer");
   }
 
@@ -110,9 +190,9 @@ export class WebSocketConnection implements Subscriber {
       command = parseCommand(data.toString("utf8"));
     } catch (error) {
       if (error instanceof CommandError) {
-        this.socket.send(errorFrame(error.id, error.error));
+        this.send(errorFrame(error.id, error.error));
       } else {
-        this.socket.send(errorFrame(undefined, toHeraldError(error)));
+        this.send(errorFrame(undefined, toHeraldError(error)));
       }
       return;
     }
@@ -131,10 +211,10 @@ export class WebSocketConnection implements Subscriber {
       return;
     }
     if (result instanceof RawJson) {
-      this.socket.send(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
+      this.send(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
       return;
     }
-    this.socket.send(replyFrame(id, result));
+    this.send(replyFrame(id, result));
   }
 
   private replyError(id: RequestId, error: unknown): void {
@@ -142,7 +222,7 @@ export class WebSocketConnection implements Subscriber {
     if (herald.code === "internal") {
       this.log.error({ err: error }, "command failed");
     }
-    this.socket.send(errorFrame(id, herald));
+    this.send(errorFrame(id, herald));
   }
 
   /** Ends the connection for an error whose code closes it. */
@@ -232,13 +312,13 @@ export class WebSocketConnection implements Subscriber {
 
     const reply = { channel, epoch: result.epoch, offset: since?.offset ?? result.top, recovered: result.recovered };
     if (id !== undefined) {
-      this.socket.send(replyFrame(id, reply));
+      this.send(replyFrame(id, reply));
     }
     if (!result.recovered && since !== undefined) {
       this.gap(result.subscription, { epoch: result.epoch, offset: result.top });
     }
     for (const event of result.publications) {
-      this.send(event.ws);
+      this.enqueue(event.wsFrame);
     }
     result.subscription.activate();
     this.saveSession();

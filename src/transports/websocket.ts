@@ -2,18 +2,22 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { Transport, TransportContext } from "./transport.js";
+import { FlushQueue } from "./websocket-frames.js";
 import { WebSocketConnection } from "./websocket-connection.js";
 
 /**
  * WebSocket (RFC 6455) at /ws. The `ws` server runs without its own HTTP
  * server and without per-message deflate: compressing each frame would
  * cost CPU per subscriber, while Herald shares one encoded frame among all.
+ * Connections write those shared frames to their TCP sockets directly
+ * (see WebSocketConnection.flush), which relies on deflate staying off.
  */
 export class WebSocketTransport implements Transport {
   readonly name = "websocket";
   private readonly server: WebSocketServer;
   private readonly connections = new Set<WebSocketConnection>();
   private readonly heartbeat: NodeJS.Timeout | undefined;
+  private readonly flushQueue: FlushQueue;
   private draining = false;
   private drained: (() => void) | undefined;
 
@@ -24,6 +28,7 @@ export class WebSocketTransport implements Transport {
       perMessageDeflate: false,
       clientTracking: false,
     });
+    this.flushQueue = new FlushQueue(context.config.websocket.writeDelayMs);
     const interval = context.config.websocket.pingIntervalMs;
     if (interval > 0) {
       // One timer for all connections: a timer per connection would cost memory for each.
@@ -50,6 +55,8 @@ export class WebSocketTransport implements Transport {
     this.server.handleUpgrade(req, socket, head, (ws) => {
       const connection = new WebSocketConnection(
         ws,
+        socket,
+        this.flushQueue,
         this.context,
         (closed) => this.forget(closed),
         req.socket.remoteAddress ?? "",
