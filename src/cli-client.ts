@@ -36,6 +36,7 @@ export async function publishCommand(argv: string[]): Promise<number> {
     console.error("Usage: herald publish CHANNEL JSON [--url URL] [--api-key KEY]");
     return 2;
   }
+
   let data: unknown;
   try {
     data = JSON.parse(json);
@@ -43,13 +44,24 @@ export async function publishCommand(argv: string[]): Promise<number> {
     console.error(`The data is not valid JSON: ${(error as Error).message}. Quote it for the shell, for example '{"text":"hi"}'.`);
     return 2;
   }
+
   const base = flags.get("url") ?? process.env.HERALD_URL ?? "http://127.0.0.1:8080";
   const apiKey = flags.get("api-key") ?? process.env.HERALD_API_KEY;
-  const response = await fetch(new URL("/api/publish", base), {
-    method: "POST",
-    headers: { "Content-Type": "application/json", ...(apiKey ? { Authorization: `Bearer ${apiKey}` } : {}) },
-    body: JSON.stringify({ channel, data }),
-  });
+  const endpoint = new URL("/api/publish", base);
+
+  let response: Response;
+  try {
+    response = await fetch(endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...(apiKey ? { Authorization: `Bearer ${apiKey}` } : {}) },
+      body: JSON.stringify({ channel, data }),
+    });
+  } catch (error) {
+    const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
+    console.error(`Publish to ${endpoint.href} failed: ${cause}. Check that herald serve runs there, or pass --url.`);
+    return 1;
+  }
+
   const text = await response.text();
   console.log(text);
   return response.ok ? 0 : 1;
@@ -71,10 +83,22 @@ export async function subscribeCommand(argv: string[]): Promise<number> {
   const token = flags.get("token") ?? process.env.HERALD_TOKEN;
   let position: { epoch: string; offset: number } | undefined;
   let attempt = 0;
+  let current: WebSocket | undefined;
+  let stopping = false;
+
+  // Ctrl-C or SIGTERM closes the connection cleanly and exits 0.
+  const stop = () => {
+    stopping = true;
+    current?.close(1000);
+    setTimeout(() => process.exit(0), 1_000).unref();
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
 
   for (;;) {
     const outcome = await new Promise<{ code: number; fatal: boolean }>((resolve) => {
       const ws = new WebSocket(url);
+      current = ws;
       ws.on("open", () => {
         attempt = 0;
         ws.send(JSON.stringify({ id: 1, type: "connect", ...(token ? { token } : {}) }));
@@ -82,13 +106,20 @@ export async function subscribeCommand(argv: string[]): Promise<number> {
       });
       ws.on("message", (raw) => {
         for (const line of raw.toString().split("\n")) {
-          const message = JSON.parse(line) as Record<string, unknown>;
+          let message: Record<string, unknown>;
+          try {
+            message = JSON.parse(line) as Record<string, unknown>;
+          } catch {
+            console.error(`ignored a message that is not JSON: ${line.slice(0, 80)}`);
+            continue;
+          }
           if (message.type === "pub" && message.channel === channel) {
             if (position) position = { epoch: position.epoch, offset: message.offset as number };
             console.log(JSON.stringify({ channel, offset: message.offset, data: message.data }));
           } else if (message.type === "reply" && message.id === 2) {
             const result = message.result as { epoch: string; offset: number };
             position = { epoch: result.epoch, offset: position?.epoch === result.epoch ? position.offset : result.offset };
+            console.error(`subscribed to ${channel} at epoch ${position.epoch}, offset ${position.offset}`);
           } else if (message.type === "gap") {
             position = { epoch: message.epoch as string, offset: message.offset as number };
             console.error(`gap: events were missed on ${channel}; continuing from offset ${position.offset}`);
@@ -104,6 +135,9 @@ export async function subscribeCommand(argv: string[]): Promise<number> {
         // The close event follows and schedules the reconnect.
       });
     });
+    if (stopping) {
+      return 0;
+    }
     if (outcome.fatal) {
       console.error(`connection closed with ${outcome.code}; not reconnecting`);
       return 1;

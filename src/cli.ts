@@ -63,8 +63,29 @@ async function serve(argv: string[]): Promise<number> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
-  await server.start();
+  try {
+    await server.start();
+  } catch (error) {
+    console.error(listenFailure(error, config.host, config.port));
+    await server.close();
+    return 1;
+  }
   return new Promise<number>(() => {
     // Runs until a signal ends the process.
   });
+}
+
+/** Explains why the server could not listen, and what to change. */
+function listenFailure(error: unknown, host: string, port: number): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "EADDRINUSE") {
+    return `Cannot listen on ${host}:${port}: the port is already in use. Stop the process that uses it, or choose another port with --port or HERALD_PORT.`;
+  }
+  if (code === "EACCES") {
+    return `Cannot listen on ${host}:${port}: permission denied. Ports below 1024 need privileges; choose another port with --port or HERALD_PORT.`;
+  }
+  if (code === "EADDRNOTAVAIL") {
+    return `Cannot listen on ${host}:${port}: the address is not on this machine. Choose another with --host or HERALD_HOST.`;
+  }
+  return `Cannot start: ${(error as Error).message}`;
 }

@@ -50,8 +50,24 @@ export const configSchema = z
       .prefault({}),
     /** Keys accepted by the publish API. Empty: only loopback clients may publish. */
     apiKeys: z.array(z.string().min(1)).default([]),
-    /** Token for the admin page and admin API. Empty: admin is off. */
+    /** Token for the admin page and admin API. Empty: admin is off and /admin returns 404. */
     adminToken: z.string().default(""),
+    admin: z
+      .object({
+        /** Interval between the stats snapshots each node publishes for the admin page, in ms. */
+        statsIntervalMs: positiveInt(1_000),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({
+        /** Whether /metrics serves Prometheus metrics. */
+        enabled: bool(true),
+        /** Whether /metrics needs the admin token as a Bearer header; needs adminToken set. */
+        requireAdminToken: bool(false),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -148,6 +164,23 @@ export const configSchema = z
       .prefault({}),
     /** Serve HTTP/2 without TLS (h2c with prior knowledge) beside HTTP/1.1. */
     h2c: bool(false),
+    grpc: z
+      .object({
+        /** Serve the gRPC API for backends. */
+        enabled: bool(false),
+        /** Port of the gRPC API; 0 picks a free port. */
+        port: z.number().int().min(0).max(65535).default(8081),
+        host: z.string().min(1).default("0.0.0.0"),
+        /** PEM certificate and key files; with both set, gRPC is served over TLS. */
+        cert: z.string().default(""),
+        key: z.string().default(""),
+        /** Interval between heartbeat events on Subscribe streams, in ms. */
+        heartbeatMs: positiveInt(15_000),
+        /** Interval between HTTP/2 keepalive pings to gRPC clients, in ms. */
+        keepaliveMs: positiveInt(30_000),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
@@ -174,6 +207,13 @@ const ENV_ALIASES: Record<string, string> = {
   HERALD_TLS_CERT: "tls.cert",
   HERALD_TLS_KEY: "tls.key",
 };
+
+/**
+ * HERALD_* variables that are not server settings: the CLI client and the
+ * tests read them. Any other unknown HERALD_* name is rejected as a typo.
+ */
+const ENV_NOT_SETTINGS = new Set(["HERALD_URL", "HERALD_WS_URL", "HERALD_TOKEN", "HERALD_CHROMIUM"]);
+const ENV_NOT_SETTINGS_PREFIX = "HERALD_TEST_";
 
 /** Flags that take a value, mapped to their setting. */
 const FLAG_PATHS: Record<string, string> = {
@@ -213,6 +253,9 @@ export function loadConfig(options: LoadOptions = {}): Config {
     if (!name.startsWith("HERALD_") || name === "HERALD_CONFIG" || value === undefined) {
       continue;
     }
+    if (ENV_NOT_SETTINGS.has(name) || name.startsWith(ENV_NOT_SETTINGS_PREFIX)) {
+      continue;
+    }
     const path = ENV_ALIASES[name] ?? envNameToPath(name);
     if (path === undefined) {
       throw new ConfigError(`Unknown environment variable ${name}: no setting matches it.`);
@@ -221,9 +264,9 @@ export function loadConfig(options: LoadOptions = {}): Config {
     sources.set(path, { source: "env", name });
   }
 
-  for (const [path, value] of flags) {
+  for (const { path, value, flag } of flags) {
     setPath(raw, path, coerce(path, value));
-    sources.set(path, { source: "flag", name: `--${path}` });
+    sources.set(path, { source: "flag", name: flag });
   }
 
   if (options.overrides) {
@@ -232,16 +275,35 @@ export function loadConfig(options: LoadOptions = {}): Config {
 
   const result = configSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
-    const lines = result.error.issues.map((issue) => {
-      const path = issue.path.join(".");
-      const origin = sources.get(path);
-      const where = origin ? ` (from ${origin.name})` : "";
-      const given = "input" in issue ? ` got ${JSON.stringify(issue.input)};` : "";
-      return `  ${path || "(root)"}${where}:${given} ${issue.message}`;
-    });
+    const lines = result.error.issues.flatMap((issue) => describeIssue(issue, sources));
     throw new ConfigError(`Invalid settings:\n${lines.join("\n")}`);
   }
   return deepFreeze(result.data);
+}
+
+/** Formats one zod issue as lines naming the setting, where it came from, the value and what is allowed. */
+function describeIssue(issue: z.core.$ZodIssue, sources: Map<string, { name: string }>): string[] {
+  const base = issue.path.map(String);
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => {
+      const path = [...base, key].join(".");
+      return `  ${path}${originOf(path, sources)}: unknown setting; see docs/configuration.md for the settings.`;
+    });
+  }
+  const path = base.join(".");
+  const given = "input" in issue ? ` got ${JSON.stringify(issue.input)};` : "";
+  return [`  ${path || "(root)"}${originOf(path, sources)}:${given} ${issue.message}`];
+}
+
+/** Names the file, variable or flag that set `path` or the group that contains it. */
+function originOf(path: string, sources: Map<string, { name: string }>): string {
+  for (let end = path.length; end > 0; end = path.lastIndexOf(".", end - 1)) {
+    const origin = sources.get(path.slice(0, end));
+    if (origin) {
+      return ` (from ${origin.name})`;
+    }
+  }
+  return "";
 }
 
 function readConfigFile(path: string): Raw {
@@ -266,8 +328,15 @@ function readConfigFile(path: string): Raw {
   return parsed as Raw;
 }
 
-function parseFlags(argv: string[]): { flags: Array<[string, string]>; configPath: string | undefined } {
-  const flags: Array<[string, string]> = [];
+interface FlagSetting {
+  path: string;
+  value: string;
+  /** The flag as given, for error messages. */
+  flag: string;
+}
+
+function parseFlags(argv: string[]): { flags: FlagSetting[]; configPath: string | undefined } {
+  const flags: FlagSetting[] = [];
   let configPath: string | undefined;
 
   for (let i = 0; i < argv.length; i++) {
@@ -289,9 +358,10 @@ function parseFlags(argv: string[]): { flags: Array<[string, string]>; configPat
       if (split <= 0) {
         throw new ConfigError(`--set takes path=value, for example --set websocket.pingIntervalMs=10000; got ${JSON.stringify(value)}.`);
       }
-      flags.push([value.slice(0, split), value.slice(split + 1)]);
+      const path = value.slice(0, split);
+      flags.push({ path, value: value.slice(split + 1), flag: `--set ${path}` });
     } else if (FLAG_PATHS[name] !== undefined) {
-      flags.push([FLAG_PATHS[name], value]);
+      flags.push({ path: FLAG_PATHS[name], value, flag: `--${name}` });
     } else {
       throw new ConfigError(`Unknown flag --${name}. Known flags: --config, --set, ${Object.keys(FLAG_PATHS).map((f) => `--${f}`).join(", ")}.`);
     }
@@ -374,7 +444,33 @@ function leafSchema(path: string): z.ZodType | undefined {
     if (i === parts.length - 1) {
       return node;
     }
-    shape = objectShape(node);
+    const entries = recordValues(node);
+    if (entries) {
+      // A record level (namespaces.<name>) consumes one part of the path.
+      i++;
+      if (i === parts.length - 1) {
+        return entries;
+      }
+      shape = objectShape(entries);
+    } else {
+      shape = objectShape(node);
+    }
+  }
+  return undefined;
+}
+
+/** Returns the value schema of a record under its default wrappers, or undefined for other schemas. */
+function recordValues(schema: z.ZodType): z.ZodType | undefined {
+  let current: unknown = schema;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const def = (current as { def?: { type?: string; innerType?: unknown; valueType?: z.ZodType } }).def;
+    if (!def) {
+      return undefined;
+    }
+    if (def.type === "record") {
+      return def.valueType;
+    }
+    current = def.innerType;
   }
   return undefined;
 }

@@ -1,4 +1,6 @@
 import type { Publication } from "./broker/broker.js";
+import { encodeCursor } from "./cursor.js";
+import { dataField } from "./transports/sse-wire.js";
 import { textFrame } from "./transports/websocket-frames.js";
 
 /**
@@ -9,6 +11,9 @@ export class EncodedPublication {
   private wsBytes: Buffer | undefined;
   private wsFrameBytes: Buffer | undefined;
   private jsonText: string | undefined;
+  private others: Map<string, unknown> | undefined;
+  private sseEventBytes: Buffer | undefined;
+  private sseDataBytes: Buffer | undefined;
 
   constructor(readonly publication: Publication) {}
 
@@ -44,5 +49,40 @@ export class EncodedPublication {
       this.wsFrameBytes = textFrame(this.ws);
     }
     return this.wsFrameBytes;
+  }
+
+  /**
+   * Returns the encoding named `format`, building it on first use; for
+   * formats that live outside this file, such as gRPC's protobuf bytes.
+   */
+  shared<T, A>(format: string, build: (event: EncodedPublication, argument: A) => T, argument: A): T {
+    this.others ??= new Map();
+    let value = this.others.get(format) as T | undefined;
+    if (value === undefined) {
+      value = build(this, argument);
+      this.others.set(format, value);
+    }
+    return value;
+  }
+
+  /**
+   * The whole SSE event for a stream of this one channel: its `id:` is the
+   * one-channel cursor, which depends on nothing but the publication.
+   */
+  get sseEvent(): Buffer {
+    if (this.sseEventBytes === undefined) {
+      const { channel, epoch, offset } = this.publication;
+      const cursor = encodeCursor([channel], new Map([[channel, { epoch, offset }]]));
+      this.sseEventBytes = Buffer.from(`id: ${cursor}\n${dataField(this.json)}`);
+    }
+    return this.sseEventBytes;
+  }
+
+  /** The `data:` lines and the blank line that end an SSE event, for streams that write their own `id:` line. */
+  get sseData(): Buffer {
+    if (this.sseDataBytes === undefined) {
+      this.sseDataBytes = Buffer.from(dataField(this.json));
+    }
+    return this.sseDataBytes;
   }
 }

@@ -3,6 +3,7 @@ import type { Namespace, Namespaces } from "./channel.js";
 import { validateChannel } from "./channel.js";
 import { EncodedPublication } from "./encoded.js";
 import { HeraldError, protocolError } from "./errors.js";
+import { HeraldEvents, type BrokerOperation } from "./events.js";
 
 /** A local connection that receives the events of its channels. */
 export interface Subscriber {
@@ -124,6 +125,7 @@ export class Hub implements BrokerListener {
     readonly broker: Broker,
     readonly namespaces: Namespaces,
     private readonly idempotencyWindowMs: number,
+    readonly events: HeraldEvents = new HeraldEvents(),
   ) {}
 
   start(): Promise<void> {
@@ -160,6 +162,18 @@ export class Hub implements BrokerListener {
   /** Publishes JSON text on a channel and returns the stored publication. */
   async publish(channel: string, data: string, idempotencyKey?: string): Promise<Publication> {
     validateChannel(channel);
+    return this.store(channel, data, idempotencyKey);
+  }
+
+  /**
+   * Publishes on an internal channel (`$admin:stats`), whose name clients
+   * cannot use because it fails channel validation.
+   */
+  publishInternal(channel: string, data: string): Promise<Publication> {
+    return this.store(channel, data, undefined);
+  }
+
+  private async store(channel: string, data: string, idempotencyKey: string | undefined): Promise<Publication> {
     const namespace = this.namespaces.of(channel);
     if (!this.broker.available()) {
       throw protocolError("broker_unavailable");
@@ -173,8 +187,10 @@ export class Hub implements BrokerListener {
       };
       const publication = await this.broker.publish(channel, data, options);
       this.stats.publications++;
+      this.events.emit({ type: "publication", publication, bytes: Buffer.byteLength(data) });
       return publication;
     } catch (error) {
+      this.brokerError("publish", error);
       throw protocolError("broker_unavailable", "The broker failed to store the publication; it was not published.", error);
     }
   }
@@ -185,6 +201,7 @@ export class Hub implements BrokerListener {
     try {
       return await this.broker.history(channel, { since, limit });
     } catch (error) {
+      this.brokerError("history", error);
       throw protocolError("broker_unavailable", "The broker failed to read history.", error);
     }
   }
@@ -203,6 +220,7 @@ export class Hub implements BrokerListener {
     }
     const subscription = new Subscription(subscriber, channel);
     state.subscriptions.add(subscription);
+    this.events.emit({ type: "subscription.added", channel });
 
     try {
       if (!state.ready) {
@@ -244,6 +262,7 @@ export class Hub implements BrokerListener {
       if (error instanceof HeraldError) {
         throw error;
       }
+      this.brokerError("subscribe", error);
       throw protocolError("broker_unavailable", "The broker failed to subscribe.", error);
     }
   }
@@ -255,11 +274,13 @@ export class Hub implements BrokerListener {
     if (!state || !state.subscriptions.delete(subscription)) {
       return;
     }
+    this.events.emit({ type: "subscription.removed", channel: state.name });
     if (state.subscriptions.size === 0) {
       this.channels.delete(state.name);
-      this.broker.unsubscribe(state.name).catch(() => {
-        // The engine logs and retries its own connection; an unsubscribe
-        // that fails leaves at most an unused subscription until reconnect.
+      this.broker.unsubscribe(state.name).catch((error: unknown) => {
+        // An unsubscribe that fails leaves at most an unused broker
+        // subscription until the engine reconnects, so it is only reported.
+        this.brokerError("unsubscribe", error);
       });
     }
   }
@@ -286,6 +307,7 @@ export class Hub implements BrokerListener {
   }
 
   onResync(): void {
+    this.events.emit({ type: "broker.reconnect" });
     for (const state of this.channels.values()) {
       if (!state.catchingUp && state.epoch !== undefined) {
         void this.catchUp(state);
@@ -294,6 +316,7 @@ export class Hub implements BrokerListener {
   }
 
   onAvailability(available: boolean): void {
+    this.events.emit({ type: "broker.availability", available });
     for (const listener of this.availabilityListeners) {
       listener(available);
     }
@@ -306,7 +329,19 @@ export class Hub implements BrokerListener {
     for (const subscription of state.subscriptions) {
       subscription.receive(event);
     }
-    this.stats.deliveries += state.subscriptions.size;
+    // One event per publication, not per subscriber, keeps the fan-out loop free of allocations.
+    const subscribers = state.subscriptions.size;
+    this.stats.deliveries += subscribers;
+    this.events.emit({ type: "delivery", publication, subscribers, latencyMs: Date.now() - publication.time });
+  }
+
+  /** Called by an engine for failures it handles itself, such as a dropped connection. */
+  onError(error: unknown): void {
+    this.brokerError("engine", error);
+  }
+
+  private brokerError(operation: BrokerOperation, error: unknown): void {
+    this.events.emit({ type: "broker.error", operation, error });
   }
 
   private changeEpoch(state: ChannelState, epoch: string, offset: number): void {
@@ -341,7 +376,8 @@ export class Hub implements BrokerListener {
             }
           }
           filled = true;
-        } catch {
+        } catch (error) {
+          this.brokerError("catch_up", error);
           if (attempt >= 5 || this.channels.get(state.name) !== state) {
             break;
           }

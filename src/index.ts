@@ -7,3 +7,5 @@ export type { Broker, Publication, StreamPosition, HistoryResult, PresenceEntry 
 export { ERRORS, HeraldError } from "./errors.js";
 export type { ErrorCode } from "./errors.js";
 export { encodeCursor, decodeCursor } from "./cursor.js";
+export { HeraldEvents } from "./events.js";
+export type { HeraldEvent, HeraldEventType } from "./events.js";

@@ -1,18 +1,26 @@
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
+import { Admin } from "./admin/admin.js";
+import { NodeStatsCollector } from "./admin/node-stats.js";
 import type { Authenticator } from "./auth/identity.js";
 import { AnonymousAuthenticator } from "./auth/identity.js";
 import type { Broker } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory-broker.js";
 import { Namespaces } from "./channel.js";
-import type { Config } from "./config.js";
+import { ConfigError, type Config } from "./config.js";
 import { protocolError } from "./errors.js";
+import { logBrokerEvents } from "./event-log.js";
+import { HeraldEvents, isInternalChannel } from "./events.js";
 import { PublishApi } from "./http/api.js";
-import { sendError, sendJson } from "./http/respond.js";
+import { expectMethod, sendError, sendJson } from "./http/respond.js";
+import { Listener } from "./http/listener.js";
+import { GrpcTransport } from "./grpc/grpc-transport.js";
 import { Hub } from "./hub.js";
 import { createLogger, type Logger } from "./log.js";
+import { LogLimiter } from "./log-limiter.js";
+import { Metrics } from "./metrics.js";
+import { SseTransport } from "./transports/sse.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
@@ -30,10 +38,20 @@ export class HeraldServer {
   readonly log: Logger;
   readonly hub: Hub;
   readonly nodeId: string;
-  private readonly http: Server;
+  /** Lifecycle events of this node, for metrics, the admin page and tests. */
+  readonly events: HeraldEvents;
+  readonly metrics: Metrics;
+  private readonly logLimiter: LogLimiter;
+  /** The admin page and API; undefined while no admin token is configured. */
+  private readonly admin: Admin | undefined;
+  private readonly stats: NodeStatsCollector | undefined;
+  /** The listening socket and its open connections (HTTP/1.1, and HTTP/2 when configured). */
+  readonly listener: Listener;
   private readonly api: PublishApi;
   private readonly transports: Transport[];
   private readonly websocket: WebSocketTransport;
+  /** The gRPC API, when `grpc.enabled` is set. */
+  readonly grpc: GrpcTransport | undefined;
   private state: NodeState = "running";
   /** Set when shutdown begins, before draining, so /readyz turns 503 first. */
   private leaving = false;
@@ -46,9 +64,17 @@ export class HeraldServer {
   ) {
     this.log = options.logger ?? createLogger(config.log.level);
     this.nodeId = config.nodeId || `node-${randomBytes(4).toString("hex")}`;
+    if (config.metrics.requireAdminToken && config.adminToken === "") {
+      throw new ConfigError("metrics.requireAdminToken is set but adminToken is empty; set an admin token or turn the requirement off.");
+    }
+    this.logLimiter = new LogLimiter(this.log);
+    this.events = new HeraldEvents((error, event) => {
+      this.logLimiter.write(this.log, "error", { err: error, event: event.type }, "event listener failed");
+    });
+    logBrokerEvents(this.events, this.log, this.logLimiter);
     const auth = options.authenticator ?? new AnonymousAuthenticator();
     const broker = options.broker ?? new MemoryBroker();
-    this.hub = new Hub(broker, new Namespaces(config, auth.enabled), config.idempotencyWindowMs);
+    this.hub = new Hub(broker, new Namespaces(config, auth.enabled), config.idempotencyWindowMs, this.events);
     this.hub.onAvailabilityChange((available) => {
       this.brokerAvailable = available;
     });
@@ -58,45 +84,72 @@ export class HeraldServer {
       config,
       hub: this.hub,
       log: this.log,
+      logLimiter: this.logLimiter,
+      events: this.events,
       auth,
       nodeId: this.nodeId,
       state: () => this.state,
     };
     this.websocket = new WebSocketTransport(context);
-    this.transports = [this.websocket];
+    this.transports = [this.websocket, new SseTransport(context)];
+    if (config.grpc.enabled) {
+      this.grpc = new GrpcTransport(context);
+      this.transports.push(this.grpc);
+    }
 
-    this.http = createServer((req, res) => this.route(req, res));
-    this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
-    this.http.on("clientError", (error, socket) => {
-      // Malformed HTTP from one client: answer 400 and keep serving others.
-      if (socket.writable) {
-        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-      } else {
-        socket.destroy(error);
-      }
+    this.metrics = new Metrics(this.events, {
+      nodeId: this.nodeId,
+      state: () => this.state,
+      channelCount: () => this.hub.channelSubscribers().filter((entry) => !isInternalChannel(entry.channel)).length,
+    });
+    if (config.adminToken !== "") {
+      this.stats = new NodeStatsCollector(
+        this.events,
+        {
+          nodeId: this.nodeId,
+          hub: this.hub,
+          state: () => this.state,
+          connections: () => Object.fromEntries(this.transports.map((transport) => [transport.name, transport.connectionCount()])),
+        },
+        config.admin.statsIntervalMs,
+      );
+      this.admin = new Admin({
+        config,
+        hub: this.hub,
+        api: this.api,
+        collector: this.stats,
+        events: this.events,
+        log: this.log,
+        logLimiter: this.logLimiter,
+        state: () => this.state,
+      });
+    }
+
+    this.listener = new Listener(config, {
+      request: (req, res) => this.route(req, res),
+      upgrade: (req, socket, head) => this.upgrade(req, socket, head),
     });
   }
 
   /** Starts the broker and listens; resolves with the bound port. */
   async start(): Promise<number> {
     await this.hub.start();
-    await new Promise<void>((resolve, reject) => {
-      this.http.once("error", reject);
-      this.http.listen(this.config.port, this.config.host, () => {
-        this.http.off("error", reject);
-        resolve();
-      });
-    });
+    await this.admin?.start();
+    await this.listener.listen(this.config.port, this.config.host);
     const port = this.port;
-    this.log.info({ port, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
+    const grpcPort = this.grpc ? await this.grpc.listen() : undefined;
+    this.log.info({ port, grpcPort, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
     if (this.config.apiKeys.length === 0) {
       this.log.warn("no API key configured: the publish API accepts loopback clients only");
+    }
+    if (this.admin === undefined) {
+      this.log.info("no admin token configured: the admin page and API are off");
     }
     return port;
   }
 
   get port(): number {
-    return (this.http.address() as AddressInfo | null)?.port ?? 0;
+    return this.listener.address()?.port ?? 0;
   }
 
   get nodeState(): NodeState {
@@ -125,7 +178,10 @@ export class HeraldServer {
       await sleep(this.config.drain.delayMs);
     }
     this.state = "draining";
-    this.log.info({ connections: this.connectionCount() }, "draining");
+    const connections = this.connectionCount();
+    this.log.info({ connections }, "draining");
+    this.events.emit({ type: "drain.started", connections });
+    this.admin?.drain();
 
     const drained = Promise.all(this.transports.map((transport) => transport.drain()));
     let timer: NodeJS.Timeout | undefined;
@@ -134,21 +190,42 @@ export class HeraldServer {
     });
     const timedOut = await Promise.race([drained.then(() => false), deadline]);
     clearTimeout(timer);
+    const remaining = this.connectionCount();
     if (timedOut) {
-      this.log.warn({ connections: this.connectionCount() }, "drain timeout reached; closing the remaining connections");
+      this.log.warn({ connections: remaining }, "drain timeout reached; closing the remaining connections");
       for (const transport of this.transports) {
         transport.destroy();
       }
+    } else {
+      this.log.info("drain finished");
     }
+    this.events.emit({ type: "drain.finished", timedOut, remaining });
+    this.admin?.close();
+    this.stats?.close();
 
     this.state = "closed";
-    await new Promise<void>((resolve) => {
-      this.http.close(() => resolve());
-      // Keep-alive sockets would hold close() open until their own timeout.
-      this.http.closeAllConnections();
-    });
+    await this.listener.close();
     await this.hub.broker.close();
+    this.metrics.close();
     this.log.info("herald stopped");
+    this.logLimiter.close();
+  }
+
+  /**
+   * Serves Prometheus metrics. Open by default, like most scrape targets
+   * on an internal network; with metrics.requireAdminToken the scraper
+   * sends the admin token as a Bearer header.
+   */
+  private async serveMetrics(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (!this.config.metrics.enabled) {
+      throw protocolError("not_found", "Metrics are off; set metrics.enabled to serve them.");
+    }
+    if (this.config.metrics.requireAdminToken) {
+      this.admin?.authorize(req, url);
+    }
+    const text = await this.metrics.text();
+    res.writeHead(200, { "Content-Type": this.metrics.contentType, "Cache-Control": "no-store" });
+    res.end(text);
   }
 
   private connectionCount(): number {
@@ -175,7 +252,7 @@ export class HeraldServer {
     this.dispatch(req, res, url).catch((error: unknown) => {
       const herald = sendError(res, error);
       if (herald.status >= 500 && herald.code !== "broker_unavailable" && herald.code !== "draining") {
-        this.log.error({ err: error, path: url.pathname }, "request failed");
+        this.logLimiter.write(this.log, "error", { err: error, path: url.pathname }, "request failed");
       }
     });
   }
@@ -212,7 +289,18 @@ export class HeraldServer {
         return;
       case "/ws":
         throw protocolError("bad_request", "The /ws endpoint needs a WebSocket upgrade request.");
+      case "/metrics":
+        expectMethod(method, "GET");
+        await this.serveMetrics(req, res, url);
+        return;
       default:
+        if (url.pathname === "/admin" || url.pathname.startsWith("/admin/")) {
+          if (this.admin === undefined) {
+            throw protocolError("not_found", "The admin page is off; set an admin token (HERALD_ADMIN_TOKEN) to turn it on.");
+          }
+          await this.admin.handle(req, res, url);
+          return;
+        }
         for (const transport of this.transports) {
           if (transport.handleRequest && url.pathname === `/${transport.name}`) {
             transport.handleRequest(req, res, url);
@@ -221,12 +309,6 @@ export class HeraldServer {
         }
         throw protocolError("not_found", `No endpoint at ${url.pathname}.`);
     }
-  }
-}
-
-function expectMethod(method: string, expected: string): void {
-  if (method !== expected) {
-    throw protocolError("method_not_allowed", `Use ${expected} on this path, not ${method}.`);
   }
 }
 

@@ -67,6 +67,8 @@ export interface BrokerListener {
   onResync(): void;
   /** Reachability changed; drives /readyz. */
   onAvailability(available: boolean): void;
+  /** An error the engine handled itself (and retries); reported in logs and metrics. */
+  onError?(error: unknown): void;
 }
 
 export interface Broker {

@@ -16,6 +16,8 @@ interface ChannelHistory {
   events: Ring<Publication>;
   /** When the history expires, in ms since the Unix epoch. */
   expiresAt: number;
+  /** How long the history lives after its last publication or last subscriber, in ms. */
+  ttlMs: number;
 }
 
 interface Expiring<T> {
@@ -25,6 +27,14 @@ interface Expiring<T> {
 
 /** How often expired channels, sessions and presence entries are swept, in ms. */
 const SWEEP_INTERVAL_MS = 5_000;
+
+/**
+ * Lifetime of a channel record created by a read (a subscribe or a history
+ * request) before any publish set the namespace's TTL, in ms. Without it a
+ * quiet channel would get a new epoch as soon as its last subscriber left,
+ * and that subscriber's resume would report a gap although nothing was lost.
+ */
+const DEFAULT_TTL_MS = 300_000;
 
 /**
  * The single-node engine. Everything lives in this process, so publish
@@ -69,6 +79,7 @@ export class MemoryBroker implements Broker {
 
     const history = this.channel(channel, now, options);
     history.top++;
+    history.ttlMs = options.historyTtlMs;
     history.expiresAt = now + options.historyTtlMs;
     const publication: Publication = { channel, epoch: history.epoch, offset: history.top, data, time: now };
     history.events.push(publication);
@@ -104,6 +115,12 @@ export class MemoryBroker implements Broker {
 
   async unsubscribe(channel: string): Promise<void> {
     this.subscribed.delete(channel);
+    // The history outlives its last subscriber by its TTL, so that a client
+    // that comes back within it resumes on the same epoch.
+    const history = this.channels.get(channel);
+    if (history) {
+      history.expiresAt = Math.max(history.expiresAt, Date.now() + history.ttlMs);
+    }
   }
 
   async saveSession(id: string, state: string, ttlMs: number): Promise<void> {
@@ -158,11 +175,13 @@ export class MemoryBroker implements Broker {
       history.events = new Ring(options?.historySize ?? 0);
     }
     if (!history) {
+      const ttlMs = options?.historyTtlMs ?? DEFAULT_TTL_MS;
       history = {
         epoch: newEpoch(),
         top: 0,
         events: new Ring<Publication>(options?.historySize ?? 0),
-        expiresAt: now + (options?.historyTtlMs ?? 0),
+        expiresAt: now + ttlMs,
+        ttlMs,
       };
       this.channels.set(channel, history);
     } else if (options && history.events.size === 0 && options.historySize > 0) {

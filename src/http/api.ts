@@ -1,10 +1,11 @@
-import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
+import { ApiKeys } from "../auth/api-keys.js";
+import { validateChannel } from "../channel.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
-import { isLoopback, readJsonBody, sendJson } from "./respond.js";
+import { readJsonBody, sendJson } from "./respond.js";
 
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 
@@ -20,37 +21,18 @@ type PublishItem = { channel: string; data: string; idempotencyKey: string | und
 
 /** The backend API: publish, publish_batch and history, behind an API key. */
 export class PublishApi {
-  private readonly keys: Buffer[];
+  private readonly keys: ApiKeys;
 
   constructor(
     private readonly config: Config,
     private readonly hub: Hub,
   ) {
-    this.keys = config.apiKeys.map((key) => Buffer.from(key));
+    this.keys = new ApiKeys(config.apiKeys);
   }
 
-  /**
-   * Throws unless the request carries a configured API key. With no key
-   * configured, only loopback clients are served, so a fresh node is not
-   * an open relay.
-   */
+  /** Throws unless the request carries a configured API key, or comes from loopback when none is configured. */
   authorize(req: IncomingMessage): void {
-    if (this.keys.length === 0) {
-      if (!isLoopback(req.socket.remoteAddress)) {
-        throw protocolError("unauthorized", "No API key is configured, so the API only accepts loopback clients.");
-      }
-      return;
-    }
-    const header = req.headers.authorization ?? "";
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match) {
-      throw protocolError("unauthorized", "Send the API key as Authorization: Bearer <key>.");
-    }
-    const given = Buffer.from(match[1]!.trim());
-    const known = this.keys.some((key) => key.length === given.length && timingSafeEqual(key, given));
-    if (!known) {
-      throw protocolError("unauthorized", "The API key is not valid.");
-    }
+    this.keys.verify(req.headers.authorization, req.socket.remoteAddress);
   }
 
   async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -130,7 +112,9 @@ function parseItem(body: unknown, headerKey: string | undefined): PublishItem {
   if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
     throw protocolError("invalid_command", `The idempotency key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters.`);
   }
-  return { channel: parsed.data.channel, data: JSON.stringify(parsed.data.data), idempotencyKey };
+  // Checked here, not only in the hub, so that a batch with a bad name publishes none of its items.
+  const channel = validateChannel(parsed.data.channel);
+  return { channel, data: JSON.stringify(parsed.data.data), idempotencyKey };
 }
 
 function parseCount(text: string | null, name: string, fallback: number): number {

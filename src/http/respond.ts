@@ -76,6 +76,13 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<un
   });
 }
 
+/** Throws `method_not_allowed` unless the request method is the expected one. */
+export function expectMethod(method: string, expected: string): void {
+  if (method !== expected) {
+    throw protocolError("method_not_allowed", `Use ${expected} on this path, not ${method}.`);
+  }
+}
+
 /** Whether a remote address is on the loopback interface. */
 export function isLoopback(address: string | undefined): boolean {
   if (!address) {

@@ -2,8 +2,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Authenticator } from "../auth/identity.js";
 import type { Config } from "../config.js";
+import type { HeraldEvents } from "../events.js";
 import type { Hub } from "../hub.js";
 import type { Logger } from "../log.js";
+import type { LogLimiter } from "../log-limiter.js";
 
 export type NodeState = "running" | "draining" | "closed";
 
@@ -12,6 +14,10 @@ export interface TransportContext {
   readonly config: Config;
   readonly hub: Hub;
   readonly log: Logger;
+  /** Writes lines that clients can make repeat (bad auth, slow consumers) with a rate limit. */
+  readonly logLimiter: LogLimiter;
+  /** Lifecycle events for metrics and tests; see ConnectionMonitor for connection events. */
+  readonly events: HeraldEvents;
   readonly auth: Authenticator;
   readonly nodeId: string;
   state(): NodeState;
@@ -19,7 +25,7 @@ export interface TransportContext {
 
 /** One way for clients to receive events; each lives in its own file. */
 export interface Transport {
-  readonly name: "websocket" | "sse" | "poll";
+  readonly name: "websocket" | "sse" | "poll" | "grpc";
   /** Serves a plain HTTP request for this transport's path. */
   handleRequest?(req: IncomingMessage, res: ServerResponse, url: URL): void;
   /** Takes over an HTTP Upgrade request. */

@@ -9,6 +9,7 @@ import type { EncodedPublication } from "../encoded.js";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
 import type { Logger } from "../log.js";
+import { ConnectionMonitor } from "./connection-monitor.js";
 import type { TransportContext } from "./transport.js";
 import type { Flushable, FlushQueue } from "./websocket-frames.js";
 import type { Command, RequestId } from "./websocket-protocol.js";
@@ -20,11 +21,25 @@ interface SessionState {
   positions: Record<string, StreamPosition>;
 }
 
+/** The result of a subscribe command. */
+interface SubscribeReply {
+  channel: string;
+  epoch: string;
+  offset: number;
+  recovered: boolean;
+}
+
 /** One WebSocket client: its commands, subscriptions and liveness. */
 export class WebSocketConnection implements Subscriber, Flushable {
   readonly id = randomUUID();
   private identity: Identity = ANONYMOUS;
   private connected = false;
+  /**
+   * The token check of a connect in progress. Commands run concurrently, so
+   * a command that arrives meanwhile awaits it. Otherwise it would start an
+   * anonymous connect of its own that could replace the token's identity.
+   */
+  private authenticating: Promise<Identity> | undefined;
   private session: string | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channels with a subscribe command still running, so a second one is rejected. */
@@ -33,7 +48,11 @@ export class WebSocketConnection implements Subscriber, Flushable {
   private inFlight = 0;
   missedPongs = 0;
   private closing = false;
-  private readonly log: Logger;
+  /** The close code this side sent, reported instead of the peer's echo. */
+  private sentCode: number | undefined;
+  /** Label for the close when the code alone would mislead, such as 1011 for a ping timeout. */
+  private closeLabel: string | undefined;
+  private readonly monitor: ConnectionMonitor;
   /** Pre-framed events waiting for the next flush: one frame, or several in order. */
   private queued: Buffer | Buffer[] | undefined;
   private queuedBytes = 0;
@@ -47,7 +66,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     private readonly onClosed: (connection: WebSocketConnection) => void,
     remoteAddress: string,
   ) {
-    this.log = context.log.child({ connection: this.id, transport: "websocket", remote: remoteAddress });
+    this.monitor = new ConnectionMonitor(context, "websocket", this.id, remoteAddress);
     socket.on("message", (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     socket.on("pong", () => {
       this.missedPongs = 0;
@@ -56,19 +75,29 @@ export class WebSocketConnection implements Subscriber, Flushable {
     socket.on("error", (error) => this.log.debug({ err: error }, "websocket error"));
   }
 
+  private get log(): Logger {
+    return this.monitor.log;
+  }
+
   /** Whether the connection is waiting on nothing: no command in flight, nothing unsent. */
   idle(): boolean {
     return this.inFlight === 0 && this.queued === undefined && this.socket.bufferedAmount === 0;
   }
 
-  /** Closes the WebSocket with a code and a reason, and forces it shut if the peer never answers. */
-  close(code: number, reason: string): void {
+  /**
+   * Closes the WebSocket with a code and a reason, and forces it shut if
+   * the peer never answers. `label` names the cause in metrics and logs
+   * when it differs from the code's name.
+   */
+  close(code: number, reason: string, label?: string): void {
     if (this.closing) {
       return;
     }
     // Events queued before the close go out before the close frame.
     this.flush();
     this.closing = true;
+    this.sentCode = code;
+    this.closeLabel = label;
     this.socket.close(code, reason);
     // A peer that never completes the close handshake is cut after this delay.
     const timer = setTimeout(() => this.socket.terminate(), 5_000);
@@ -84,9 +113,6 @@ export class WebSocketConnection implements Subscriber, Flushable {
   }
 
   gap(subscription: Subscription, position: StreamPosition): void {
-    if (this.overLimit()) {
-      return;
-    }
     this.send(JSON.stringify({ type: "gap", channel: subscription.channel, epoch: position.epoch, offset: position.offset }));
   }
 
@@ -95,11 +121,44 @@ export class WebSocketConnection implements Subscriber, Flushable {
   }
 
   /**
-   * Queues a pre-framed event for the next flush. The same frame object
-   * is shared by every subscriber, so this does no per-subscriber encoding.
+   * Whether a push may be sent now. When not, it counts the drop, and
+   * closes a slow consumer: one with more bytes waiting than the outbound
+   * limit, counting the queue and what the TCP socket holds unsent
+   * (ws.bufferedAmount includes the socket's writableLength, and so the
+   * frames that flush wrote there).
+   */
+  private accepts(): boolean {
+    if (this.closing) {
+      this.monitor.drop("closing");
+      return false;
+    }
+    if (this.queuedBytes + this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
+      this.monitor.drop("slow_consumer");
+      this.closeAsSlow();
+      return false;
+    }
+    return true;
+  }
+
+  /** Sends a push that is not a publication, such as a gap notice. */
+  private send(message: string): void {
+    if (this.accepts()) {
+      this.sendNow(message);
+    }
+  }
+
+  /** Sends through ws, after the queued events, so the connection's messages keep their order. */
+  private sendNow(message: string): void {
+    this.flush();
+    this.socket.send(message);
+  }
+
+  /**
+   * Queues a pre-framed event for the next flush. Every subscriber gets
+   * the same frame object, so nothing is encoded per subscriber.
    */
   private enqueue(frame: Buffer): void {
-    if (this.overLimit()) {
+    if (!this.accepts()) {
       return;
     }
     const queued = this.queued;
@@ -116,13 +175,13 @@ export class WebSocketConnection implements Subscriber, Flushable {
 
   /**
    * Writes the queued frames straight to the TCP socket, in one write
-   * (corked when there are several). This bypasses ws.send, which is safe
-   * because of these invariants: per-message deflate is off, so ws never
-   * compresses or holds frames back; Herald never sends Blobs, the only
-   * other reason ws's sender queues; ws writes every frame it sends
-   * synchronously and whole, so frames never interleave; and nothing is
-   * written once the WebSocket is no longer OPEN, because after ws sends
-   * a close frame no data frame may follow (RFC 6455 section 5.5.1).
+   * (corked when there are several). Bypassing ws.send is safe under
+   * these invariants: per-message deflate is off, so ws never compresses
+   * or holds frames back; Herald never sends Blobs, the only other reason
+   * ws's sender queues; ws writes each frame it sends synchronously and
+   * whole, so frames never interleave; and nothing is written once the
+   * WebSocket is no longer OPEN, because no data frame may follow a close
+   * frame (RFC 6455 section 5.5.1).
    */
   flush(): void {
     const queued = this.queued;
@@ -145,35 +204,11 @@ export class WebSocketConnection implements Subscriber, Flushable {
     this.raw.uncork();
   }
 
-  /**
-   * Sends a message through ws, after the queued events so that the
-   * connection's messages keep their order.
-   */
-  private send(message: string): void {
-    this.flush();
-    this.socket.send(message);
-  }
-
-  /**
-   * Whether the connection is closing, or has more bytes waiting than the
-   * outbound limit, in which case it is closed as a slow consumer. Waiting
-   * bytes are the queue plus what the socket holds unsent
-   * (ws.bufferedAmount includes the TCP socket's writableLength, and so
-   * the frames flush wrote there).
-   */
-  private overLimit(): boolean {
-    if (this.closing) {
-      return true;
-    }
-    if (this.queuedBytes + this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
-      this.closeAsSlow();
-      return true;
-    }
-    return false;
-  }
-
   private closeAsSlow(): void {
-    this.log.info({ buffered: this.queuedBytes + this.socket.bufferedAmount }, "slow consumer closed");
+    if (this.closing) {
+      return;
+    }
+    this.monitor.slowConsumer(this.queuedBytes + this.socket.bufferedAmount);
     this.close(4008, "slow consumer");
   }
 
@@ -190,9 +225,9 @@ export class WebSocketConnection implements Subscriber, Flushable {
       command = parseCommand(data.toString("utf8"));
     } catch (error) {
       if (error instanceof CommandError) {
-        this.send(errorFrame(error.id, error.error));
+        this.sendNow(errorFrame(error.id, error.error));
       } else {
-        this.send(errorFrame(undefined, toHeraldError(error)));
+        this.sendNow(errorFrame(undefined, toHeraldError(error)));
       }
       return;
     }
@@ -211,10 +246,10 @@ export class WebSocketConnection implements Subscriber, Flushable {
       return;
     }
     if (result instanceof RawJson) {
-      this.send(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
+      this.sendNow(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
       return;
     }
-    this.send(replyFrame(id, result));
+    this.sendNow(replyFrame(id, result));
   }
 
   private replyError(id: RequestId, error: unknown): void {
@@ -222,7 +257,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     if (herald.code === "internal") {
       this.log.error({ err: error }, "command failed");
     }
-    this.send(errorFrame(id, herald));
+    this.sendNow(errorFrame(id, herald));
   }
 
   /** Ends the connection for an error whose code closes it. */
@@ -237,7 +272,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     }
     if (!this.connected) {
       // A client that skips connect is anonymous.
-      await this.connect(undefined, undefined);
+      await (this.authenticating ?? this.connect(undefined, undefined));
     }
     switch (command.type) {
       case "subscribe":
@@ -251,21 +286,39 @@ export class WebSocketConnection implements Subscriber, Flushable {
       case "presence":
         return this.presence(command.channel);
       case "refresh":
-        this.identity = await this.context.auth.authenticate(command.token);
+        this.identity = await this.authenticate(command.token);
         return {};
       case "ping":
         return {};
     }
   }
 
+  private async authenticate(token: string | undefined): Promise<Identity> {
+    try {
+      return await this.context.auth.authenticate(token);
+    } catch (error) {
+      this.monitor.authFailed(toHeraldError(error).code);
+      throw error;
+    }
+  }
+
   private async connect(token: string | undefined, session: string | undefined): Promise<unknown> {
-    if (this.connected) {
+    if (this.connected || this.authenticating) {
       throw protocolError("bad_request", "The connection is already connected.");
     }
-    this.identity = await this.context.auth.authenticate(token);
+    this.authenticating = this.authenticate(token);
+    try {
+      this.identity = await this.authenticating;
+    } finally {
+      this.authenticating = undefined;
+    }
     this.connected = true;
+    if (!this.identity.anonymous) {
+      this.monitor.identify(this.identity.user);
+    }
 
-    const restored: Array<{ channel: string; recovered: boolean }> = [];
+    // Each restored channel is reported like a subscribe reply, so the client learns its epoch.
+    const restored: SubscribeReply[] = [];
     if (session !== undefined) {
       const saved = await this.context.hub.broker.loadSession(session).catch(() => undefined);
       const state = saved === undefined ? undefined : (JSON.parse(saved) as SessionState);
@@ -273,7 +326,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
         this.session = session;
         for (const [channel, position] of Object.entries(state.positions)) {
           const result = await this.subscribe(undefined, channel, position).catch(() => undefined);
-          if (result && !(result instanceof Deferred)) restored.push({ channel, recovered: result.recovered });
+          if (result && !(result instanceof Deferred)) restored.push(result);
         }
       }
     }
@@ -287,7 +340,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
    * the recovered events, then goes live, all in one tick so that no live
    * event can slip between them.
    */
-  private async subscribe(id: RequestId | undefined, channel: string, since: StreamPosition | undefined): Promise<{ recovered: boolean } | Deferred> {
+  private async subscribe(id: RequestId | undefined, channel: string, since: StreamPosition | undefined): Promise<SubscribeReply | Deferred> {
     validateChannel(channel);
     if (this.subscriptions.has(channel) || this.subscribing.has(channel)) {
       throw protocolError("already_subscribed", `Already subscribed to ${channel}.`);
@@ -310,9 +363,11 @@ export class WebSocketConnection implements Subscriber, Flushable {
     }
     this.subscriptions.set(channel, result.subscription);
 
-    const reply = { channel, epoch: result.epoch, offset: since?.offset ?? result.top, recovered: result.recovered };
+    // The offset after which events follow: the requested one when recovered, else the channel's top.
+    const offset = since !== undefined && result.recovered ? since.offset : result.top;
+    const reply: SubscribeReply = { channel, epoch: result.epoch, offset, recovered: result.recovered };
     if (id !== undefined) {
-      this.send(replyFrame(id, reply));
+      this.sendNow(replyFrame(id, reply));
     }
     if (!result.recovered && since !== undefined) {
       this.gap(result.subscription, { epoch: result.epoch, offset: result.top });
@@ -322,7 +377,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     }
     result.subscription.activate();
     this.saveSession();
-    return id === undefined ? { recovered: result.recovered } : DEFERRED;
+    return id === undefined ? reply : DEFERRED;
   }
 
   private async unsubscribe(channel: string): Promise<unknown> {
@@ -391,7 +446,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
       this.context.hub.unsubscribe(subscription);
     }
     this.subscriptions.clear();
-    this.log.debug({ code }, "client disconnected");
+    this.monitor.closed(this.sentCode ?? code, this.closeLabel);
     this.onClosed(this);
   }
 }

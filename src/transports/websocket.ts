@@ -105,7 +105,7 @@ export class WebSocketTransport implements Transport {
     const limit = this.context.config.websocket.missedPongs;
     for (const connection of this.connections) {
       if (connection.missedPongs >= limit) {
-        connection.close(1011, "ping timeout");
+        connection.close(1011, "ping timeout", "ping_timeout");
         continue;
       }
       connection.missedPongs++;

@@ -1,0 +1,74 @@
+import type { ErrorCode } from "../errors.js";
+import { closeReason, type DropReason } from "../events.js";
+import type { Logger } from "../log.js";
+import type { TransportContext } from "./transport.js";
+
+/**
+ * Logs and emits the lifecycle of one client connection, the same way for
+ * every transport. Its logger is the connection's child logger
+ * (connection id, transport, remote address, and the user once known).
+ * Lines a misbehaving crowd can repeat go through the node's LogLimiter.
+ */
+export class ConnectionMonitor {
+  log: Logger;
+  private dropped = 0;
+  private ended = false;
+
+  constructor(
+    private readonly context: Pick<TransportContext, "log" | "logLimiter" | "events">,
+    readonly transport: string,
+    readonly connection: string,
+    remoteAddress: string,
+  ) {
+    this.log = context.log.child({ connection, transport, remote: remoteAddress });
+    context.events.emit({ type: "connection.opened", transport, connection });
+    this.log.debug("connection opened");
+  }
+
+  /** Adds the authenticated user to every later log line. */
+  identify(user: string): void {
+    this.log = this.log.child({ user });
+  }
+
+  authFailed(code: ErrorCode): void {
+    this.context.logLimiter.write(this.log, "info", { code }, "authentication failed");
+    this.context.events.emit({ type: "auth.failed", transport: this.transport, code });
+  }
+
+  slowConsumer(bufferedBytes: number): void {
+    this.context.logLimiter.write(this.log, "info", { bufferedBytes }, "slow consumer closed");
+    this.context.events.emit({ type: "slow_consumer", transport: this.transport, connection: this.connection, bufferedBytes });
+  }
+
+  rateLimited(): void {
+    this.context.logLimiter.write(this.log, "info", {}, "rate-limited client closed");
+    this.context.events.emit({ type: "rate_limited", transport: this.transport, connection: this.connection });
+  }
+
+  /**
+   * Counts messages discarded for this client. Drops while closing are
+   * summed and emitted once when the connection ends, because a closing
+   * client may miss thousands of messages and an event for each would
+   * cost more than the messages.
+   */
+  drop(reason: DropReason, count = 1): void {
+    if (reason === "closing") {
+      this.dropped += count;
+      return;
+    }
+    this.context.events.emit({ type: "drop", transport: this.transport, reason, count });
+  }
+
+  /** Reports the end of the connection once; later calls do nothing. */
+  closed(code: number | undefined, reason: string = closeReason(code)): void {
+    if (this.ended) {
+      return;
+    }
+    this.ended = true;
+    if (this.dropped > 0) {
+      this.context.events.emit({ type: "drop", transport: this.transport, reason: "closing", count: this.dropped });
+    }
+    this.log.debug({ code, reason, dropped: this.dropped }, "connection closed");
+    this.context.events.emit({ type: "connection.closed", transport: this.transport, connection: this.connection, code, reason });
+  }
+}

@@ -1,0 +1,58 @@
+import type { IncomingMessage } from "node:http";
+import type { StreamPosition } from "../broker/broker.js";
+import { validateChannel } from "../channel.js";
+import { decodeCursor } from "../cursor.js";
+import { protocolError } from "../errors.js";
+
+/** The channels, resume cursor and token of an SSE request, checked and decoded. */
+export interface SseRequest {
+  /** Channels in the order the query names them. */
+  readonly channels: string[];
+  /** Resume position of each channel; undefined for a new stream that starts at the newest event. */
+  readonly since: Map<string, StreamPosition> | undefined;
+  /** Token from `Authorization: Bearer` or the `token` query parameter. */
+  readonly token: string | undefined;
+}
+
+/**
+ * Reads `channel` (repeatable), the resume cursor and the token. Throws
+ * `missing_channel`, `too_many_channels`, `invalid_channel` or
+ * `invalid_cursor` naming what is wrong.
+ */
+export function parseSseRequest(req: IncomingMessage, url: URL, maxChannels: number): SseRequest {
+  const channels = url.searchParams.getAll("channel");
+  if (channels.length === 0) {
+    throw protocolError("missing_channel", "Name at least one channel, for example /sse?channel=news.");
+  }
+  if (channels.length > maxChannels) {
+    throw protocolError(
+      "too_many_channels",
+      `The request names ${channels.length} channels; one stream may carry at most ${maxChannels}.`,
+    );
+  }
+  const seen = new Set<string>();
+  for (const channel of channels) {
+    validateChannel(channel);
+    if (seen.has(channel)) {
+      throw protocolError("invalid_channel", `Channel ${channel} is named more than once.`);
+    }
+    seen.add(channel);
+  }
+
+  // A reconnecting EventSource sends the header and keeps the URL it was
+  // created with, so the header is the newer position and wins.
+  const header = req.headers["last-event-id"];
+  const cursor = (typeof header === "string" && header !== "" ? header : undefined) ?? nonEmpty(url.searchParams.get("lastEventId"));
+  const since = cursor === undefined ? undefined : decodeCursor(cursor, channels);
+
+  return { channels, since, token: bearerToken(req) ?? nonEmpty(url.searchParams.get("token")) };
+}
+
+function bearerToken(req: IncomingMessage): string | undefined {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
+  return match?.[1];
+}
+
+function nonEmpty(value: string | null): string | undefined {
+  return value === null || value === "" ? undefined : value;
+}
