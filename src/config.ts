@@ -43,8 +43,12 @@ export const configSchema = z
         url: z.string().default("redis://127.0.0.1:6379"),
         /** Redis Cluster seed nodes as host:port; when set, `url` is ignored. */
         clusterNodes: z.array(z.string()).default([]),
-        /** Prefix of every key and pub/sub channel Herald uses. */
-        keyPrefix: z.string().default("herald:"),
+        /** Prefix of every key and pub/sub channel Herald uses; must not contain `{` or `}`. */
+        keyPrefix: z.string().regex(/^[^{}]*$/, "must not contain { or }").default("herald:"),
+        /** How long a channel's epoch and top offset outlive its last publish or read, in ms (24 h). */
+        metaTtlMs: positiveInt(86_400_000),
+        /** Time a Redis command may take before it fails, in ms. */
+        commandTimeoutMs: positiveInt(2_000),
       })
       .strict()
       .prefault({}),
@@ -154,6 +158,26 @@ export const configSchema = z
     idempotencyWindowMs: millis(300_000),
     /** How long a disconnected WebSocket session can be resumed by its id, in ms. */
     sessionTtlMs: millis(300_000),
+    /** Interval at which WebSocket sessions with new positions are saved, in ms. */
+    sessionSaveIntervalMs: positiveInt(1_000),
+    presence: z
+      .object({
+        /** How long a presence entry lives without a refresh, in ms. */
+        ttlMs: positiveInt(60_000),
+        /** Interval at which a node refreshes the presence entries of its connections, in ms. */
+        refreshMs: positiveInt(20_000),
+      })
+      .strict()
+      .prefault({}),
+    nodeRegistry: z
+      .object({
+        /** Interval between a node's heartbeats in the registry, in ms. */
+        heartbeatMs: positiveInt(5_000),
+        /** How long a node stays listed after its last heartbeat, in ms. */
+        ttlMs: positiveInt(15_000),
+      })
+      .strict()
+      .prefault({}),
     tls: z
       .object({
         /** PEM certificate file; with `key`, the port serves TLS with HTTP/2 and HTTP/1.1. */

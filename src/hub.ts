@@ -1,4 +1,4 @@
-import type { Broker, BrokerListener, Publication, StreamPosition } from "./broker/broker.js";
+import type { Broker, BrokerListener, PresenceEvent, Publication, StreamPosition } from "./broker/broker.js";
 import type { Namespace, Namespaces } from "./channel.js";
 import { validateChannel } from "./channel.js";
 import { EncodedPublication } from "./encoded.js";
@@ -16,6 +16,8 @@ export interface Subscriber {
   gap(subscription: Subscription, position: StreamPosition): void;
   /** More events arrived while recovering than the hub buffers; the subscriber should end and resume. */
   overflow(subscription: Subscription): void;
+  /** A client joined or left the channel's presence. Must not throw. */
+  presenceChanged?(subscription: Subscription, event: PresenceEvent): void;
 }
 
 /** Live events buffered per subscription while its history is read. */
@@ -99,6 +101,8 @@ class ChannelState {
   /** Settles when the broker delivers this channel to the node. */
   ready: Promise<void> | undefined;
   catchingUp = false;
+  /** A resync arrived during a catch-up, so another one follows it. */
+  resyncAgain = false;
   pending: Publication[] = [];
 
   constructor(readonly name: string) {}
@@ -295,7 +299,11 @@ export class Hub implements BrokerListener {
       return;
     }
     if (state.epoch !== undefined && publication.epoch !== state.epoch) {
-      this.changeEpoch(state, publication.epoch, publication.offset - 1);
+      // A new history began (Redis restarted empty, or the channel expired).
+      // Its earlier events may be in history, so catch up from its start.
+      state.pending.push(publication);
+      void this.catchUp(state);
+      return;
     } else if (state.epoch !== undefined && publication.offset <= state.top) {
       return;
     } else if (state.epoch !== undefined && publication.offset > state.top + 1) {
@@ -309,8 +317,23 @@ export class Hub implements BrokerListener {
   onResync(): void {
     this.events.emit({ type: "broker.reconnect" });
     for (const state of this.channels.values()) {
-      if (!state.catchingUp && state.epoch !== undefined) {
+      if (state.catchingUp) {
+        // The running catch-up may have read history before the loss.
+        state.resyncAgain = true;
+      } else if (state.epoch !== undefined) {
         void this.catchUp(state);
+      }
+    }
+  }
+
+  onPresence(event: PresenceEvent): void {
+    const state = this.channels.get(event.channel);
+    if (!state) {
+      return;
+    }
+    for (const subscription of state.subscriptions) {
+      if (subscription.live && !subscription.closed) {
+        subscription.subscriber.presenceChanged?.(subscription, event);
       }
     }
   }
@@ -364,14 +387,18 @@ export class Hub implements BrokerListener {
     try {
       for (let attempt = 0; !filled; attempt++) {
         try {
-          const history = await this.broker.history(state.name, { since: state.top, limit: 10_000 });
+          let history = await this.broker.history(state.name, { since: state.top, limit: 10_000 });
           if (history.epoch !== state.epoch) {
+            // A new history (Redis restarted empty, or the channel expired):
+            // its offsets start over, so read it again from its oldest event.
             this.changeEpoch(state, history.epoch, history.earliest - 1);
-          } else if (history.earliest > state.top + 1) {
+            history = await this.broker.history(state.name, { since: state.top, limit: 10_000 });
+          }
+          if (history.epoch === state.epoch && history.earliest > state.top + 1) {
             this.changeEpoch(state, history.epoch, history.earliest - 1);
           }
           for (const publication of history.publications) {
-            if (publication.offset > state.top) {
+            if (publication.epoch === state.epoch && publication.offset > state.top) {
               this.deliver(state, publication);
             }
           }
@@ -386,15 +413,30 @@ export class Hub implements BrokerListener {
       }
     } finally {
       state.catchingUp = false;
-      const pending = state.pending.sort((a, b) => a.offset - b.offset);
+      let pending = state.pending.sort((a, b) => a.offset - b.offset);
       state.pending = [];
+      if (filled && pending.some((publication) => publication.epoch !== state.epoch)) {
+        // History named the current epoch, so events of another one are
+        // either older or newer than the history read. Another catch-up
+        // finds out which, without flipping the epoch on a stale event.
+        pending = pending.filter((publication) => publication.epoch === state.epoch);
+        state.resyncAgain = true;
+      }
       const first = pending[0];
       if (!filled && first !== undefined && first.offset > state.top + 1) {
         // History stayed unreachable: report the hole instead of waiting forever.
         this.changeEpoch(state, first.epoch, first.offset - 1);
+      } else if (!filled) {
+        // Nothing shows whether events were missed, so keep trying until
+        // a history read succeeds or the channel loses its last subscriber.
+        state.resyncAgain = true;
       }
       for (const publication of pending) {
         this.onPublication(publication);
+      }
+      if (state.resyncAgain && !state.catchingUp && this.channels.get(state.name) === state) {
+        state.resyncAgain = false;
+        void this.catchUp(state);
       }
     }
   }

@@ -6,7 +6,7 @@ import { NodeStatsCollector } from "./admin/node-stats.js";
 import type { Authenticator } from "./auth/identity.js";
 import { AnonymousAuthenticator } from "./auth/identity.js";
 import type { Broker } from "./broker/broker.js";
-import { MemoryBroker } from "./broker/memory-broker.js";
+import { createBroker } from "./broker/create-broker.js";
 import { Namespaces } from "./channel.js";
 import { ConfigError, type Config } from "./config.js";
 import { protocolError } from "./errors.js";
@@ -21,6 +21,7 @@ import { createLogger, type Logger } from "./log.js";
 import { LogLimiter } from "./log-limiter.js";
 import { Metrics } from "./metrics.js";
 import { SseTransport } from "./transports/sse.js";
+import { NodeRegistry } from "./node-registry.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
@@ -52,6 +53,9 @@ export class HeraldServer {
   private readonly websocket: WebSocketTransport;
   /** The gRPC API, when `grpc.enabled` is set. */
   readonly grpc: GrpcTransport | undefined;
+  private readonly registry: NodeRegistry;
+  /** Set-Cookie value that lets a load balancer send this client back to this node. */
+  private readonly affinityCookie: string;
   private state: NodeState = "running";
   /** Set when shutdown begins, before draining, so /readyz turns 503 first. */
   private leaving = false;
@@ -73,7 +77,7 @@ export class HeraldServer {
     });
     logBrokerEvents(this.events, this.log, this.logLimiter);
     const auth = options.authenticator ?? new AnonymousAuthenticator();
-    const broker = options.broker ?? new MemoryBroker();
+    const broker = options.broker ?? createBroker(config, this.log, this.nodeId);
     this.hub = new Hub(broker, new Namespaces(config, auth.enabled), config.idempotencyWindowMs, this.events);
     this.hub.onAvailabilityChange((available) => {
       this.brokerAvailable = available;
@@ -96,6 +100,10 @@ export class HeraldServer {
       this.grpc = new GrpcTransport(context);
       this.transports.push(this.grpc);
     }
+
+    this.affinityCookie = affinityCookie(this.nodeId);
+    this.websocket.setUpgradeHeaders([`Set-Cookie: ${this.affinityCookie}`]);
+    this.registry = new NodeRegistry(broker, config, this.nodeId, () => this.port, () => this.connectionCount(), this.log);
 
     this.metrics = new Metrics(this.events, {
       nodeId: this.nodeId,
@@ -138,6 +146,7 @@ export class HeraldServer {
     await this.listener.listen(this.config.port, this.config.host);
     const port = this.port;
     const grpcPort = this.grpc ? await this.grpc.listen() : undefined;
+    await this.registry.start();
     this.log.info({ port, grpcPort, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
     if (this.config.apiKeys.length === 0) {
       this.log.warn("no API key configured: the publish API accepts loopback clients only");
@@ -204,6 +213,7 @@ export class HeraldServer {
     this.stats?.close();
 
     this.state = "closed";
+    await this.registry.stop();
     await this.listener.close();
     await this.hub.broker.close();
     this.metrics.close();
@@ -242,6 +252,7 @@ export class HeraldServer {
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
+    res.setHeader("Set-Cookie", this.affinityCookie);
     let url: URL;
     try {
       url = new URL(req.url ?? "/", "http://herald.invalid");
@@ -282,6 +293,11 @@ export class HeraldServer {
         this.api.authorize(req);
         await this.api.publishBatch(req, res);
         return;
+      case "/api/info":
+        expectMethod(method, "GET");
+        this.api.authorize(req);
+        sendJson(res, 200, { node: this.nodeId, broker: this.hub.broker.kind, ...(await this.registry.list()) });
+        return;
       case "/api/history":
         expectMethod(method, "GET");
         this.api.authorize(req);
@@ -310,6 +326,15 @@ export class HeraldServer {
         throw protocolError("not_found", `No endpoint at ${url.pathname}.`);
     }
   }
+}
+
+/**
+ * Builds the affinity cookie `herald_node=<node id>`, valid for the whole
+ * site and hidden from scripts. Load balancers route a client that sends
+ * it back to the same node, and any node can still serve that client.
+ */
+function affinityCookie(nodeId: string): string {
+  return `herald_node=${encodeURIComponent(nodeId)}; Path=/; HttpOnly; SameSite=Lax`;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -56,6 +56,24 @@ export interface PresenceEntry {
   readonly node: string;
 }
 
+/** A client joined or left a channel's presence (or its entry expired). */
+export interface PresenceEvent {
+  readonly type: "join" | "leave";
+  readonly channel: string;
+  readonly entry: PresenceEntry;
+}
+
+/** A node as the node registry lists it. */
+export interface NodeInfo {
+  readonly id: string;
+  /** host:port where the node listens. */
+  readonly address: string;
+  /** Open client connections, as of the node's last heartbeat. */
+  readonly connections: number;
+  /** Start time in ms since the Unix epoch. */
+  readonly started: number;
+}
+
 /** Callbacks from an engine to the hub of its node. */
 export interface BrokerListener {
   /** A publication on a channel this node subscribes to, in offset order per channel. */
@@ -69,6 +87,8 @@ export interface BrokerListener {
   onAvailability(available: boolean): void;
   /** An error the engine handled itself (and retries); reported in logs and metrics. */
   onError?(error: unknown): void;
+  /** A presence change on a channel this node subscribes to. */
+  onPresence(event: PresenceEvent): void;
 }
 
 export interface Broker {
@@ -94,4 +114,10 @@ export interface Broker {
   presenceAdd(channel: string, entry: PresenceEntry, ttlMs: number): Promise<void>;
   presenceRemove(channel: string, clientId: string): Promise<void>;
   presenceList(channel: string): Promise<PresenceEntry[]>;
+
+  /** Adds or refreshes this node in the registry; it drops out after ttlMs without a refresh. */
+  registerNode(info: NodeInfo, ttlMs: number): Promise<void>;
+  removeNode(id: string): Promise<void>;
+  /** The nodes whose registration has not expired. */
+  listNodes(): Promise<NodeInfo[]>;
 }

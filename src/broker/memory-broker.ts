@@ -3,7 +3,9 @@ import type {
   BrokerListener,
   HistoryQuery,
   HistoryResult,
+  NodeInfo,
   PresenceEntry,
+  PresenceEvent,
   Publication,
   PublishOptions,
 } from "./broker.js";
@@ -50,6 +52,7 @@ export class MemoryBroker implements Broker {
   private readonly idempotency = new Map<string, Expiring<Publication>>();
   private readonly sessions = new Map<string, Expiring<string>>();
   private readonly presence = new Map<string, Map<string, Expiring<PresenceEntry>>>();
+  private readonly nodes = new Map<string, Expiring<NodeInfo>>();
   private sweeper: NodeJS.Timeout | undefined;
 
   async start(listener: BrokerListener): Promise<void> {
@@ -142,14 +145,23 @@ export class MemoryBroker implements Broker {
       entries = new Map();
       this.presence.set(channel, entries);
     }
-    entries.set(entry.clientId, { value: entry, expiresAt: Date.now() + ttlMs });
+    const now = Date.now();
+    const previous = entries.get(entry.clientId);
+    entries.set(entry.clientId, { value: entry, expiresAt: now + ttlMs });
+    if (previous === undefined || previous.expiresAt <= now) {
+      this.announce({ type: "join", channel, entry });
+    }
   }
 
   async presenceRemove(channel: string, clientId: string): Promise<void> {
     const entries = this.presence.get(channel);
+    const removed = entries?.get(clientId);
     entries?.delete(clientId);
     if (entries?.size === 0) {
       this.presence.delete(channel);
+    }
+    if (removed !== undefined) {
+      this.announce({ type: "leave", channel, entry: removed.value });
     }
   }
 
@@ -162,10 +174,31 @@ export class MemoryBroker implements Broker {
     return [...entries.values()].filter((entry) => entry.expiresAt > now).map((entry) => entry.value);
   }
 
+  async registerNode(info: NodeInfo, ttlMs: number): Promise<void> {
+    this.nodes.set(info.id, { value: info, expiresAt: Date.now() + ttlMs });
+  }
+
+  async removeNode(id: string): Promise<void> {
+    this.nodes.delete(id);
+  }
+
+  async listNodes(): Promise<NodeInfo[]> {
+    const now = Date.now();
+    return [...this.nodes.values()].filter((node) => node.expiresAt > now).map((node) => node.value);
+  }
+
+  private announce(event: PresenceEvent): void {
+    if (this.subscribed.has(event.channel)) {
+      this.listener?.onPresence(event);
+    }
+  }
+
   /** Returns the channel's live history record, starting a new epoch if it had expired. */
   private channel(channel: string, now: number, options?: PublishOptions): ChannelHistory {
     let history = this.channels.get(channel);
-    if (history && history.expiresAt <= now && !this.subscribed.has(channel)) {
+    // A record that a read created (top 0) keeps its epoch until the sweep,
+    // so a read followed by the first publish agree on the epoch.
+    if (history && history.expiresAt <= now && !this.subscribed.has(channel) && history.top > 0) {
       this.channels.delete(channel);
       history = undefined;
     }
@@ -199,12 +232,18 @@ export class MemoryBroker implements Broker {
     for (const [key, entry] of this.idempotency) {
       if (entry.expiresAt <= now) this.idempotency.delete(key);
     }
+    for (const [id, node] of this.nodes) {
+      if (node.expiresAt <= now) this.nodes.delete(id);
+    }
     for (const [id, session] of this.sessions) {
       if (session.expiresAt <= now) this.sessions.delete(id);
     }
     for (const [channel, entries] of this.presence) {
       for (const [clientId, entry] of entries) {
-        if (entry.expiresAt <= now) entries.delete(clientId);
+        if (entry.expiresAt <= now) {
+          entries.delete(clientId);
+          this.announce({ type: "leave", channel, entry: entry.value });
+        }
       }
       if (entries.size === 0) this.presence.delete(channel);
     }

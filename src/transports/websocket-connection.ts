@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { WebSocket } from "ws";
 import type { Identity } from "../auth/identity.js";
 import { ANONYMOUS, checkPublish, checkSubscribe } from "../auth/identity.js";
-import type { StreamPosition } from "../broker/broker.js";
+import type { PresenceEvent, StreamPosition } from "../broker/broker.js";
 import { validateChannel } from "../channel.js";
 import type { EncodedPublication } from "../encoded.js";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
@@ -42,6 +42,10 @@ export class WebSocketConnection implements Subscriber, Flushable {
   private authenticating: Promise<Identity> | undefined;
   private session: string | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
+  /** Channels where this connection has a presence entry. */
+  private readonly present = new Set<string>();
+  /** Whether positions moved since the session was last saved. */
+  private sessionChanged = false;
   /** Channels with a subscribe command still running, so a second one is rejected. */
   private readonly subscribing = new Set<string>();
   /** Commands received whose reply is not sent yet. */
@@ -109,15 +113,37 @@ export class WebSocketConnection implements Subscriber, Flushable {
   }
 
   deliver(event: EncodedPublication): void {
+    this.sessionChanged = true;
     this.enqueue(event.wsFrame);
   }
 
   gap(subscription: Subscription, position: StreamPosition): void {
+    this.sessionChanged = true;
     this.send(JSON.stringify({ type: "gap", channel: subscription.channel, epoch: position.epoch, offset: position.offset }));
   }
 
   overflow(): void {
     this.closeAsSlow();
+  }
+
+  presenceChanged(subscription: Subscription, event: PresenceEvent): void {
+    this.send(
+      JSON.stringify({ type: event.type, channel: subscription.channel, client: event.entry.clientId, user: event.entry.user }),
+    );
+  }
+
+  /** Saves the session if positions moved since the last save; the transport calls it periodically. */
+  saveSessionIfChanged(): void {
+    if (this.sessionChanged && !this.closing) {
+      this.saveSession();
+    }
+  }
+
+  /** Refreshes this connection's presence entries before they expire; the transport calls it periodically. */
+  refreshPresence(): void {
+    for (const channel of this.present) {
+      this.addPresence(channel);
+    }
   }
 
   /**
@@ -377,6 +403,10 @@ export class WebSocketConnection implements Subscriber, Flushable {
     }
     result.subscription.activate();
     this.saveSession();
+    if (this.context.hub.namespaceOf(channel).presence) {
+      this.present.add(channel);
+      this.addPresence(channel);
+    }
     return id === undefined ? reply : DEFERRED;
   }
 
@@ -389,6 +419,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     this.subscriptions.delete(channel);
     this.context.hub.unsubscribe(subscription);
     this.saveSession();
+    this.removePresence(channel);
     return {};
   }
 
@@ -425,10 +456,36 @@ export class WebSocketConnection implements Subscriber, Flushable {
     return { channel, clients: entries.map((entry) => ({ client: entry.clientId, user: entry.user })) };
   }
 
+  private addPresence(channel: string): void {
+    const entry = { clientId: this.id, user: this.identity.user, node: this.context.nodeId };
+    this.context.hub.broker
+      .presenceAdd(channel, entry, this.context.config.presence.ttlMs)
+      .catch((error: unknown) => this.log.debug({ err: error, channel }, "presence add failed"));
+  }
+
+  private removePresence(channel: string): void {
+    if (!this.present.delete(channel)) {
+      return;
+    }
+    this.context.hub.broker
+      .presenceRemove(channel, this.id)
+      .catch((error: unknown) => this.log.debug({ err: error, channel }, "presence remove failed"));
+  }
+
+  /**
+   * Stores the user and each channel's last delivered position. It runs on
+   * subscribe, unsubscribe and close, and every sessionSaveIntervalMs while
+   * positions move. NOTE: a node killed without a close loses the moves of
+   * its last interval, so a resumed session repeats those events, which a
+   * client drops by offset. Events handed to the socket but not received
+   * before the crash are not sent again, so a client that tracks offsets
+   * should resubscribe with `since` rather than rely on the session.
+   */
   private saveSession(): void {
     if (this.session === undefined) {
       return;
     }
+    this.sessionChanged = false;
     const positions: Record<string, StreamPosition> = {};
     for (const [channel, subscription] of this.subscriptions) {
       positions[channel] = { epoch: subscription.epoch, offset: subscription.offset };
@@ -446,6 +503,9 @@ export class WebSocketConnection implements Subscriber, Flushable {
       this.context.hub.unsubscribe(subscription);
     }
     this.subscriptions.clear();
+    for (const channel of [...this.present]) {
+      this.removePresence(channel);
+    }
     this.monitor.closed(this.sentCode ?? code, this.closeLabel);
     this.onClosed(this);
   }

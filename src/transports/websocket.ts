@@ -18,8 +18,10 @@ export class WebSocketTransport implements Transport {
   private readonly connections = new Set<WebSocketConnection>();
   private readonly heartbeat: NodeJS.Timeout | undefined;
   private readonly flushQueue: FlushQueue;
+  private readonly maintenance: NodeJS.Timeout[] = [];
   private draining = false;
   private drained: (() => void) | undefined;
+  private upgradeHeaders: string[] = [];
 
   constructor(private readonly context: TransportContext) {
     this.server = new WebSocketServer({
@@ -29,12 +31,27 @@ export class WebSocketTransport implements Transport {
       clientTracking: false,
     });
     this.flushQueue = new FlushQueue(context.config.websocket.writeDelayMs);
+    this.server.on("headers", (headers: string[]) => headers.push(...this.upgradeHeaders));
     const interval = context.config.websocket.pingIntervalMs;
     if (interval > 0) {
       // One timer for all connections: a timer per connection would cost memory for each.
       this.heartbeat = setInterval(() => this.ping(), interval);
       this.heartbeat.unref();
     }
+    // Sessions and presence entries are refreshed in batches, one timer each
+    // for all connections; the Redis engine pipelines the writes.
+    const every = (ms: number, task: (connection: WebSocketConnection) => void) => {
+      const timer = setInterval(() => this.connections.forEach(task), ms);
+      timer.unref();
+      this.maintenance.push(timer);
+    };
+    every(context.config.sessionSaveIntervalMs, (connection) => connection.saveSessionIfChanged());
+    every(context.config.presence.refreshMs, (connection) => connection.refreshPresence());
+  }
+
+  /** Header lines added to every 101 Switching Protocols response, such as the affinity cookie. */
+  setUpgradeHeaders(lines: string[]): void {
+    this.upgradeHeaders = lines;
   }
 
   connectionCount(): number {
@@ -78,11 +95,19 @@ export class WebSocketTransport implements Transport {
     }
     await done;
     clearInterval(timer);
+    this.stopMaintenance();
   }
 
   destroy(): void {
     for (const connection of this.connections) {
       connection.terminate();
+    }
+    this.stopMaintenance();
+  }
+
+  private stopMaintenance(): void {
+    for (const timer of this.maintenance) {
+      clearInterval(timer);
     }
   }
 
