@@ -42,6 +42,12 @@ describe("loadConfig", () => {
     assert.deepEqual(config.apiKeys, []);
   });
 
+  test("workers above 1 need redis", () => {
+    assert.throws(() => loadConfig({ env: {}, argv: ["--workers", "2"] }), /workers \(from --workers\): got 2; more than 1 worker needs broker redis/);
+    assert.equal(loadConfig({ env: {}, argv: ["--workers", "2", "--broker", "redis"] }).workers, 2);
+    assert.equal(loadConfig({ env: {} }).workers, 1);
+  });
+
   test("result is frozen", () => {
     const config = loadConfig({ env: {} });
     assert.ok(Object.isFrozen(config));
