@@ -29,6 +29,9 @@ interface SubscribeReply {
   recovered: boolean;
 }
 
+/** Bytes of pre-framed events a connection queues before it writes them without waiting for the flush. */
+const MAX_BATCH_BYTES = 64 * 1024;
+
 /** One WebSocket client: its commands, subscriptions and liveness. */
 export class WebSocketConnection implements Subscriber, Flushable {
   readonly id = randomUUID();
@@ -184,6 +187,11 @@ export class WebSocketConnection implements Subscriber, Flushable {
    * the same frame object, so nothing is encoded per subscriber.
    */
   private enqueue(frame: Buffer): void {
+    // Batches past this size gain nothing from waiting, and the kernel may
+    // take the bytes now, so they do not count against the outbound limit.
+    if (this.queuedBytes + frame.length > Math.min(MAX_BATCH_BYTES, this.context.config.limits.outboundBufferBytes)) {
+      this.flush();
+    }
     if (!this.accepts()) {
       return;
     }
