@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks";
 import { Histogram } from "./lib/histogram.mjs";
 import { cpuSeconds, monotonicMicros } from "./lib/proc-stats.mjs";
 import { PROTOCOLS, numberAfter } from "./lib/protocols.mjs";
-import { openRawWebSocket } from "./lib/raw-websocket.mjs";
+import { openRawStream } from "./lib/raw-client.mjs";
 
 const CHANNEL_KEY = Buffer.from("bx");
 const TIME_KEY = Buffer.from("bt");
@@ -112,10 +112,11 @@ async function open({ protocolName, host, port, sourceAddresses, firstId, count,
 
   async function openOne(id) {
     const connection = new Connection(channelsOf(id, plan));
-    await openRawWebSocket({
+    await openRawStream({
       host,
       port,
-      path: protocol.path,
+      stream: protocol.stream ?? "websocket",
+      path: typeof protocol.path === "function" ? protocol.path(connection) : protocol.path,
       localAddress: sourceAddresses[id % sourceAddresses.length],
       handler: connection,
     });

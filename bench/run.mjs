@@ -3,21 +3,16 @@
 // docs/benchmarks.md. Usage: npm run bench [-- --full] [-- --only NAME]
 // [-- --trials N] [-- --no-write]. Servers run on core 0, the load client
 // and this coordinator on core 1.
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { formatTables } from "./lib/report.mjs";
-import { ROOT } from "./lib/processes.mjs";
-import { fanoutTrial, idleMemoryTrial, manyChannelsTrial } from "./lib/scenarios.mjs";
+import { buildHerald, pinToClientCore, ROOT } from "./lib/processes.mjs";
+import { publishApi } from "./lib/publish-api.mjs";
+import { fanout, fanoutSteps, idleMemory, manyChannels } from "./lib/scenarios.mjs";
+import { FANOUT_SERVERS, herald, naive, SERVERS, socketIo, SSE_SERVERS } from "./lib/servers.mjs";
 
-if (process.env.BENCH_COORDINATOR_PINNED !== "1") {
-  const pinned = spawnSync("taskset", ["-c", "1", process.execPath, ...process.argv.slice(1)], {
-    stdio: "inherit",
-    env: { ...process.env, BENCH_COORDINATOR_PINNED: "1" },
-  });
-  process.exit(pinned.status ?? 1);
-}
+pinToClientCore();
 
 const args = process.argv.slice(2);
 const full = args.includes("--full");
@@ -30,45 +25,30 @@ function valueOf(flag) {
   return index === -1 ? undefined : args[index + 1];
 }
 
-const herald = {
-  name: "herald",
-  protocol: "herald",
-  publishPath: "/api/publish",
-  args: (port) => ["bin/herald.js", "serve", "--port", String(port), "--host", "127.0.0.1", "--log-level", "warn"],
-};
-const naive = {
-  name: "ws (naive loop)",
-  protocol: "ws-naive",
-  publishPath: "/publish",
-  args: (port) => ["bench/servers/ws-naive.mjs", "--port", String(port)],
-};
-const socketIo = {
-  name: "socket.io",
-  protocol: "socket.io",
-  publishPath: "/publish",
-  args: (port) => ["bench/servers/socketio.mjs", "--port", String(port)],
-};
-const socketIoRecovery = {
-  name: "socket.io + recovery",
-  protocol: "socket.io",
-  publishPath: "/publish",
-  args: (port) => ["bench/servers/socketio.mjs", "--port", String(port), "--recovery"],
-};
-const SERVERS = [herald, naive, socketIo, socketIoRecovery];
 
 const fanoutCases = full
   ? [
       { subscribers: 2_000, rate: 20, seconds: 10 },
-      ...[20, 30, 40, 50, 60, 80].map((rate) => ({ subscribers: 5_000, rate, seconds: 10, step: true })),
+      { subscribers: 5_000, rate: 50, seconds: 10 },
     ]
   : [
       { subscribers: 2_000, rate: 20, seconds: 3 },
       { subscribers: 5_000, rate: 50, seconds: 3 },
     ];
+const sseCases = full
+  ? [
+      { subscribers: 2_000, rate: 20, seconds: 10 },
+      { subscribers: 5_000, rate: 50, seconds: 10 },
+    ]
+  : [{ subscribers: 2_000, rate: 20, seconds: 3 }];
+/** Full runs only: the rate raised step by step until a server falls behind. */
+const stepCase = { subscribers: 5_000, rates: [10, 20, 30, 40, 50, 60, 80, 100], seconds: 5 };
 const idleCase = full ? { small: 2_000, large: 18_000 } : { small: 2_000, large: 10_000 };
 const manyCase = full
   ? { connections: 10_000, shared: 10, rate: 1_000, seconds: 10 }
   : { connections: 2_000, shared: 10, rate: 500, seconds: 3 };
+
+const apiCase = { seconds: full ? 10 : 3 };
 
 function median(values) {
   const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
@@ -95,40 +75,48 @@ function summarize(results) {
   });
 }
 
-/** Runs `trial` for every server, `trials` times, rotating the order each round. */
-async function alternate(label, trial) {
-  const results = [];
-  for (let round = 0; round < trials; round++) {
-    const order = SERVERS.map((_, i) => SERVERS[(i + round) % SERVERS.length]);
-    for (const spec of order) {
-      const result = await trial(spec);
-      console.log(`${label} round ${round + 1} ${spec.name}: ${JSON.stringify(result)}`);
-      results.push(result);
-    }
-  }
-  return summarize(results);
+function logResult(label) {
+  return (round, result) => console.log(`${label} round ${round + 1} ${result.server}: ${JSON.stringify(result)}`);
 }
 
 async function main() {
-  const build = spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, stdio: "inherit" });
-  if (build.status !== 0) throw new Error("build failed");
+  buildHerald();
 
   const started = Date.now();
   const sections = {};
   if (!only || only === "fanout") {
     sections.fanout = [];
     for (const fanoutCase of fanoutCases) {
-      const rows = await alternate(`fanout ${fanoutCase.subscribers}x${fanoutCase.rate}`, (spec) =>
-        fanoutTrial(spec, fanoutCase),
-      );
-      sections.fanout.push({ ...fanoutCase, rows });
+      const label = `fanout ${fanoutCase.subscribers}x${fanoutCase.rate}`;
+      const results = await fanout(FANOUT_SERVERS, fanoutCase, trials, logResult(label));
+      sections.fanout.push({ ...fanoutCase, rows: summarize(results) });
     }
   }
+  if (!only || only === "sse") {
+    sections.sse = [];
+    for (const sseCase of sseCases) {
+      const label = `sse ${sseCase.subscribers}x${sseCase.rate}`;
+      const results = await fanout(SSE_SERVERS, sseCase, trials, logResult(label));
+      sections.sse.push({ ...sseCase, rows: summarize(results) });
+    }
+  }
+  if (full && (!only || only === "steps")) {
+    const results = await fanoutSteps(SERVERS, stepCase, logResult("steps"));
+    sections.steps = { ...stepCase, results };
+  }
   if (!only || only === "idle") {
-    sections.idle = { ...idleCase, rows: await alternate("idle", (spec) => idleMemoryTrial(spec, idleCase)) };
+    // Memory varies little between trials, so one is enough.
+    sections.idle = { ...idleCase, rows: await idleMemory(SERVERS, idleCase) };
+    for (const row of sections.idle.rows) console.log(`idle ${row.server}: ${JSON.stringify(row)}`);
   }
   if (!only || only === "many") {
-    sections.many = { ...manyCase, rows: await alternate("many", (spec) => manyChannelsTrial(spec, manyCase)) };
+    const results = await manyChannels(SERVERS, manyCase, trials, logResult("many"));
+    sections.many = { ...manyCase, rows: summarize(results) };
+  }
+  if (!only || only === "api") {
+    // One trial: autocannon's own average over the run stands in for the median.
+    sections.api = { ...apiCase, rows: await publishApi([herald, naive, socketIo], apiCase) };
+    for (const row of sections.api.rows) console.log(`api ${row.server} ${row.endpoint}: ${JSON.stringify(row)}`);
   }
 
   const machine = {

@@ -15,22 +15,29 @@ function sleep(ms) {
 
 export class Fleet {
   workers = [];
+  expectedSubscriptions = 0;
 
-  /** Opens `count` connections spread over enough workers, and waits until every subscription is acknowledged. */
-  async open({ protocolName, port, count, plan, subscriptionsPerConnection }) {
+  /**
+   * Opens `count` more connections, numbered from `firstId`, on new
+   * workers, and waits until every subscription of the fleet is
+   * acknowledged.
+   */
+  async open({ protocolName, port, count, plan, subscriptionsPerConnection, firstId = 0 }) {
     const workerCount = Math.max(1, Math.ceil(count / CONNECTIONS_PER_WORKER));
     const per = Math.ceil(count / workerCount);
-    for (let i = this.workers.length; i < workerCount; i++) this.workers.push(new Worker());
+    const added = Array.from({ length: workerCount }, () => new Worker());
+    this.workers.push(...added);
+    this.expectedSubscriptions += count * subscriptionsPerConnection;
 
     const results = await Promise.all(
-      this.workers.map((worker, i) =>
+      added.map((worker, i) =>
         worker.request({
           type: "open",
           protocolName,
           host: "127.0.0.1",
           port,
           sourceAddresses: SOURCE_ADDRESSES,
-          firstId: i * per,
+          firstId: firstId + i * per,
           count: Math.max(0, Math.min(per, count - i * per)),
           plan,
         }),
@@ -41,7 +48,7 @@ export class Fleet {
       throw new Error(`${failed} connections failed to open, for example: ${results.flatMap((r) => r.failures)[0]}`);
     }
 
-    const expected = count * subscriptionsPerConnection;
+    const expected = this.expectedSubscriptions;
     const deadline = Date.now() + 60_000;
     for (;;) {
       const stats = await this.stats();
@@ -79,6 +86,7 @@ export class Fleet {
   async close() {
     await Promise.all(this.workers.map((worker) => worker.stop()));
     this.workers = [];
+    this.expectedSubscriptions = 0;
   }
 }
 

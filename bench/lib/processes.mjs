@@ -1,12 +1,31 @@
 // Starting and talking to the processes of one benchmark run: servers
 // pinned to core 0, load-client workers pinned to core 1.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { connect, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const SERVER_CORE = "0";
 const CLIENT_CORE = "1";
+
+/**
+ * Runs this script again pinned to the client core, unless it already is,
+ * and exits with that run's code. Call it first thing in an entry script.
+ */
+export function pinToClientCore() {
+  if (process.env.BENCH_COORDINATOR_PINNED === "1") return;
+  const pinned = spawnSync("taskset", ["-c", CLIENT_CORE, process.execPath, ...process.argv.slice(1)], {
+    stdio: "inherit",
+    env: { ...process.env, BENCH_COORDINATOR_PINNED: "1" },
+  });
+  process.exit(pinned.status ?? 1);
+}
+
+/** Compiles Herald into dist/, which bin/herald.js runs. */
+export function buildHerald() {
+  const build = spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, stdio: "inherit" });
+  if (build.status !== 0) throw new Error("the TypeScript build failed");
+}
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -43,11 +62,12 @@ async function waitForPort(port, child, timeoutMs = 20_000) {
 
 /**
  * Starts a server under test on core 0 and waits until it listens.
- * `args(port)` gives the node arguments. `stop()` ends it by its pid.
+ * `args(port)` gives the script and its arguments, `nodeArgs` any flags
+ * for node itself. `stop()` ends it by its pid.
  */
-export async function startServer(spec, extraNodeArgs = []) {
+export async function startServer(spec) {
   const port = await freePort();
-  const child = spawn("taskset", ["-c", SERVER_CORE, process.execPath, ...extraNodeArgs, ...spec.args(port)], {
+  const child = spawn("taskset", ["-c", SERVER_CORE, process.execPath, ...(spec.nodeArgs ?? []), ...spec.args(port)], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "pipe"],
   });

@@ -113,4 +113,57 @@ const socketIo = {
   },
 };
 
-export const PROTOCOLS = { herald, "ws-naive": naive, "socket.io": socketIo };
+/** The query that subscribes an SSE stream to the connection's channels. */
+function channelQuery(connection) {
+  return connection.channels.map((channel) => `channel=${encodeURIComponent(channel.name)}`).join("&");
+}
+
+/** Herald's SSE: a `subscribed` event with every channel's offset, then one `data:` line per publication. */
+const heraldSse = {
+  name: "herald-sse",
+  stream: "sse",
+  path: (connection) => `/sse?${channelQuery(connection)}`,
+  sequenceKey: Buffer.from('"offset"'),
+  onOpen() {
+    // The request line subscribed the stream.
+  },
+  onText(connection, buffer, start, end) {
+    // Publications start {"channel": and the subscribed event {"channels":.
+    if (buffer[start + 9] === 0x22 /* closing quote of "channel" */) {
+      connection.onPush(buffer, start, end, this.sequenceKey);
+      return;
+    }
+    const message = JSON.parse(buffer.toString("utf8", start, end));
+    for (const entry of message.channels ?? []) {
+      const slot = connection.channels.findIndex((channel) => channel.name === entry.channel);
+      connection.onSubscribed(slot, entry.offset);
+    }
+  },
+};
+
+/** The better-sse peer: a `subscribed` event {"ack", "seq"}, then {"seq", "data"} per publication. */
+const betterSse = {
+  name: "better-sse",
+  stream: "sse",
+  path: (connection) => `/sse?${channelQuery(connection)}`,
+  sequenceKey: Buffer.from('"seq"'),
+  onOpen() {
+    // The request line subscribed the stream.
+  },
+  onText(connection, buffer, start, end) {
+    if (buffer[start + 2] === 0x73 /* s of {"seq" */) {
+      connection.onPush(buffer, start, end, this.sequenceKey);
+      return;
+    }
+    const message = JSON.parse(buffer.toString("utf8", start, end));
+    connection.onSubscribed(message.ack, message.seq);
+  },
+};
+
+export const PROTOCOLS = {
+  herald,
+  "ws-naive": naive,
+  "socket.io": socketIo,
+  "herald-sse": heraldSse,
+  "better-sse": betterSse,
+};

@@ -1,8 +1,9 @@
-// A minimal RFC 6455 client over node:net for the load client. It parses
-// server frames in place, without copying payloads or decoding text, so
-// the client spends less CPU per delivery than the servers it measures.
-// Every server under test gets this same client; only the small protocol
-// adapter in protocols.mjs differs.
+// A minimal RFC 6455 and Server-Sent Events client over node:net for the
+// load client. It parses server frames and event-stream lines in place,
+// without copying payloads or decoding text, so the client spends less
+// CPU per delivery than the servers it measures. Every server under test
+// gets this same client; only the small protocol adapter in protocols.mjs
+// differs.
 import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
 
@@ -13,12 +14,15 @@ const OPCODE_CLOSE = 0x8;
 const OPCODE_PING = 0x9;
 
 /**
- * Opens a WebSocket over loopback. `handler.attach(connection)` is called
- * first; then `handler.onText(buffer, start, end)` gets each data frame's
- * payload as a range of a received chunk, which is only valid during the
- * call. Resolves once the 101 response is read.
+ * Opens a WebSocket (`stream: "websocket"`) or an event stream (`"sse"`)
+ * over loopback. `handler.attach(connection)` is called first; then
+ * `handler.onText(buffer, start, end)` gets each data frame's payload, or
+ * each event-stream `data:` line's value, as a range of a received chunk
+ * that is only valid during the call. Resolves once the response head
+ * (101, or 200 for SSE) is read.
  */
-export function openRawWebSocket({ host, port, path, localAddress, handler }) {
+export function openRawStream({ host, port, path, localAddress, handler, stream = "websocket" }) {
+  const expected = stream === "sse" ? "HTTP/1.1 200" : "HTTP/1.1 101";
   return new Promise((resolve, reject) => {
     let connection;
     let head = Buffer.alloc(0);
@@ -39,7 +43,7 @@ export function openRawWebSocket({ host, port, path, localAddress, handler }) {
         return;
       }
       const statusLine = head.subarray(0, head.indexOf("\r\n")).toString("latin1");
-      if (!statusLine.startsWith("HTTP/1.1 101")) {
+      if (!statusLine.startsWith(expected)) {
         fail(new Error(`upgrade rejected: ${statusLine}`));
         return;
       }
@@ -58,15 +62,17 @@ export function openRawWebSocket({ host, port, path, localAddress, handler }) {
     };
 
     const socket = connect({ host, port, localAddress, noDelay: true, onread: { buffer: sharedReadBuffer, callback: onRead } });
-    connection = new RawWebSocket(socket, handler);
+    connection = new RawConnection(socket, handler, stream === "sse");
     // The server may send its first message in the same read as the 101.
     handler.attach(connection);
     socket.once("error", fail);
     socket.once("connect", () => {
       socket.write(
-        `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\n` +
-          `Connection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n` +
-          "Sec-WebSocket-Version: 13\r\n\r\n",
+        stream === "sse"
+          ? `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nAccept: text/event-stream\r\n\r\n`
+          : `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\n` +
+              `Connection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n` +
+              "Sec-WebSocket-Version: 13\r\n\r\n",
       );
     });
   });
@@ -74,18 +80,23 @@ export function openRawWebSocket({ host, port, path, localAddress, handler }) {
 
 const sharedReadBuffer = Buffer.alloc(256 * 1024);
 
-class RawWebSocket {
+class RawConnection {
   /** Unparsed bytes of a frame split across reads. */
   rest = undefined;
   open = false;
   closed = false;
 
-  constructor(socket, handler) {
+  constructor(socket, handler, eventStream) {
     this.socket = socket;
     this.handler = handler;
+    this.eventStream = eventStream;
   }
 
   onData(chunk) {
+    if (this.eventStream) {
+      this.onEventStreamData(chunk);
+      return;
+    }
     const buffer = this.rest === undefined ? chunk : Buffer.concat([this.rest, chunk]);
     this.rest = undefined;
     let position = 0;
@@ -125,6 +136,34 @@ class RawWebSocket {
     if (position < buffer.length) {
       // Copy, so a small leftover does not pin the whole read buffer.
       this.rest = Buffer.from(buffer.subarray(position));
+    }
+  }
+
+  /**
+   * Hands over each complete `data:` line. Other lines (`id:`, `event:`,
+   * `retry:`, comments, and the chunk-size lines of chunked transfer
+   * coding) are skipped. This relies on each server writing an event in
+   * one write, so that chunk framing never splits a line.
+   */
+  onEventStreamData(chunk) {
+    const buffer = this.rest === undefined ? chunk : Buffer.concat([this.rest, chunk]);
+    this.rest = undefined;
+    let lineStart = 0;
+    for (;;) {
+      const lineEnd = buffer.indexOf(0x0a, lineStart);
+      if (lineEnd === -1) break;
+      if (
+        buffer[lineStart] === 0x64 /* d */ &&
+        buffer[lineStart + 1] === 0x61 /* a */ &&
+        buffer[lineStart + 4] === 0x3a /* : */
+      ) {
+        const valueStart = buffer[lineStart + 5] === 0x20 ? lineStart + 6 : lineStart + 5;
+        this.handler.onText(buffer, valueStart, lineEnd);
+      }
+      lineStart = lineEnd + 1;
+    }
+    if (lineStart < buffer.length) {
+      this.rest = Buffer.from(buffer.subarray(lineStart));
     }
   }
 

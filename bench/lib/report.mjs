@@ -15,7 +15,7 @@ function ratio(herald, peer) {
 }
 
 function deliveryTable(rows) {
-  const herald = rows.find((row) => row.server === "herald");
+  const herald = rows.find((row) => row.server.startsWith("herald"));
   return table(
     [
       "server",
@@ -33,9 +33,9 @@ function deliveryTable(rows) {
     rows.map((row) => [
       row.server,
       number(row.deliveriesPerSecond),
-      row.server === "herald" ? "" : ratio(herald?.deliveriesPerSecond, row.deliveriesPerSecond),
+      row === herald ? "" : ratio(herald?.deliveriesPerSecond, row.deliveriesPerSecond),
       number(row.serverCpuPerMillion, 2),
-      row.server === "herald" ? "" : ratio(row.serverCpuPerMillion, herald?.serverCpuPerMillion),
+      row === herald ? "" : ratio(row.serverCpuPerMillion, herald?.serverCpuPerMillion),
       number(row.p50, 2),
       number(row.p99, 2),
       number(row.p999, 2),
@@ -61,6 +61,46 @@ export function formatTables(sections, machine) {
     );
   }
 
+  for (const sse of sections.sse ?? []) {
+    parts.push(
+      `### SSE fan-out: ${number(sse.subscribers)} subscribers, ${sse.rate} publishes/s, ${sse.seconds} s\n\n` +
+        deliveryTable(sse.rows),
+    );
+  }
+
+  if (sections.steps) {
+    const { subscribers, seconds, results } = sections.steps;
+    const servers = [...new Set(results.map((result) => result.server))];
+    const rows = servers.map((server) => {
+      const mine = results.filter((result) => result.server === server);
+      const kept = mine.filter((result) => result.sustained);
+      const peak = kept.reduce((best, result) => (result.deliveriesPerSecond > (best?.deliveriesPerSecond ?? 0) ? result : best), undefined);
+      const half = peak
+        ? mine.reduce((best, result) =>
+            Math.abs(result.deliveriesPerSecond - peak.deliveriesPerSecond / 2) <
+            Math.abs(best.deliveriesPerSecond - peak.deliveriesPerSecond / 2)
+              ? result
+              : best,
+          )
+        : undefined;
+      const fastest = mine.reduce((best, result) => (result.deliveriesPerSecond > best.deliveriesPerSecond ? result : best));
+      return [
+        server,
+        peak ? `${number(peak.deliveriesPerSecond)} (${peak.rate}/s)` : "–",
+        `${number(fastest.deliveriesPerSecond)} (${fastest.rate}/s)`,
+        half ? `${number(half.p50, 2)} / ${number(half.p99, 2)} / ${number(half.p999, 2)} (${half.rate}/s)` : "–",
+        number(mine.reduce((sum, result) => sum + result.failures, 0)),
+      ];
+    });
+    parts.push(
+      `### Fan-out steps: ${number(subscribers)} subscribers, publish rate raised step by step, ${seconds} s a step\n\n` +
+        table(
+          ["server", "highest kept-up deliveries/s (rate)", "highest deliveries/s at any step (rate)", "p50 / p99 / p99.9 ms at the step nearest half the kept-up peak", "failures"],
+          rows,
+        ),
+    );
+  }
+
   if (sections.idle) {
     const { small, large, rows } = sections.idle;
     parts.push(
@@ -83,6 +123,24 @@ export function formatTables(sections, machine) {
       `### Many channels: ${number(many.connections)} connections, each on its own channel and one of ` +
         `${many.shared} shared channels; ${number(many.rate)} publishes/s round-robin over all, ${many.seconds} s\n\n` +
         deliveryTable(many.rows),
+    );
+  }
+  if (sections.api) {
+    parts.push(
+      `### Publish API: autocannon, 10 connections, ${sections.api.seconds} s per endpoint, no subscribers\n\n` +
+        table(
+          ["server", "endpoint", "requests/s", "publishes/s", "p50 ms", "p99 ms", "errors", "server CPU-s per million publishes"],
+          sections.api.rows.map((row) => [
+            row.server,
+            `\`${row.endpoint}\``,
+            number(row.requestsPerSecond),
+            number(row.publishesPerSecond),
+            number(row.p50, 1),
+            number(row.p99, 1),
+            number(row.errors),
+            number(row.serverCpuPerMillion, 1),
+          ]),
+        ),
     );
   }
   return parts.join("\n\n");
