@@ -46,6 +46,47 @@ function deliveryTable(rows) {
   );
 }
 
+/** Checks this run's figures against Herald's targets; each line says the figures it compared. */
+function targetLines(sections) {
+  const lines = [];
+  const check = (ok, text) => lines.push(`| ${text} | ${ok === undefined ? "not measured" : ok ? "met" : "not met"} |`);
+  const row = (rows, server) => rows?.find((candidate) => candidate.server === server);
+  const small = sections.fanout?.find((entry) => entry.subscribers === 2_000);
+  const large = sections.fanout?.find((entry) => entry.subscribers === 5_000);
+
+  const herald = row(small?.rows, "herald");
+  const naive = row(small?.rows, "ws (naive loop)");
+  if (herald && naive) {
+    check(
+      herald.serverCpuPerMillion <= naive.serverCpuPerMillion,
+      `2,000 × 20: Herald's CPU per million deliveries (${number(herald.serverCpuPerMillion, 2)} s) at most the naive ws loop's (${number(naive.serverCpuPerMillion, 2)} s)`,
+    );
+    check(herald.p99 < 50, `2,000 × 20: Herald's p99 latency (${number(herald.p99, 1)} ms) under 50 ms`);
+  }
+  const heraldPeak = row(large?.rows, "herald");
+  const naivePeak = row(large?.rows, "ws (naive loop)");
+  const socketIoPeak = row(large?.rows, "socket.io");
+  if (heraldPeak && naivePeak && socketIoPeak) {
+    check(
+      heraldPeak.deliveriesPerSecond >= naivePeak.deliveriesPerSecond,
+      `5,000 × 50: Herald's deliveries/s (${number(heraldPeak.deliveriesPerSecond)}) at least the naive ws loop's (${number(naivePeak.deliveriesPerSecond)})`,
+    );
+    check(
+      heraldPeak.deliveriesPerSecond >= 1.6 * socketIoPeak.deliveriesPerSecond,
+      `5,000 × 50: Herald's deliveries/s at least 1.6 × Socket.IO's (${number(socketIoPeak.deliveriesPerSecond)}); ratio ${(heraldPeak.deliveriesPerSecond / socketIoPeak.deliveriesPerSecond).toFixed(2)}`,
+    );
+    check(
+      heraldPeak.serverCpuPerMillion <= 0.5 * socketIoPeak.serverCpuPerMillion,
+      `5,000 × 50: Herald's CPU per million (${number(heraldPeak.serverCpuPerMillion, 2)} s) at most 0.5 × Socket.IO's (${number(socketIoPeak.serverCpuPerMillion, 2)} s); ratio ${(heraldPeak.serverCpuPerMillion / socketIoPeak.serverCpuPerMillion).toFixed(2)}`,
+    );
+  }
+  const idle = row(sections.idle?.rows, "herald");
+  if (idle) {
+    check(idle.bytesPerConnection <= 8 * 1024, `Idle: Herald's RSS per WebSocket connection (${number(idle.bytesPerConnection / 1024, 2)} KiB) at most 8 KiB`);
+  }
+  return lines.length === 0 ? undefined : `### Targets in this run\n\n| target | result |\n| --- | --- |\n${lines.join("\n")}`;
+}
+
 export function formatTables(sections, machine) {
   const parts = [
     `Taken ${machine.date} with \`${machine.command}\` (${machine.minutes} min) on ${machine.cores} cores ` +
@@ -53,6 +94,9 @@ export function formatTables(sections, machine) {
       `${machine.trials} trials; servers alternate within each round. The machine was shared with other ` +
       "jobs while these ran, so absolute numbers are noisy; compare servers within one table.",
   ];
+
+  const targets = targetLines(sections);
+  if (targets) parts.push(targets);
 
   for (const fanout of sections.fanout ?? []) {
     parts.push(
