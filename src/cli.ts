@@ -1,6 +1,8 @@
 import cluster from "node:cluster";
+import { constants } from "node:os";
 import { runWorkers } from "./cluster.js";
 import { ConfigError, loadConfig } from "./config.js";
+import { EXIT_MARGIN_MS } from "./lifecycle.js";
 import { createLogger } from "./log.js";
 import { HeraldServer } from "./server.js";
 import { publishCommand, subscribeCommand } from "./cli-client.js";
@@ -13,7 +15,9 @@ const USAGE = `Usage:
   herald subscribe CHANNEL [--url ws://127.0.0.1:8080/ws] [--token JWT]
 
 Every setting can also come from a HERALD_* environment variable, for
-example HERALD_PORT=9000 or HERALD_WEBSOCKET_PING_INTERVAL_MS=10000.`;
+example HERALD_PORT=9000 or HERALD_WEBSOCKET_PING_INTERVAL_MS=10000.
+
+On SIGTERM or SIGINT, serve drains and exits 0; a second signal exits at once.`;
 
 /** Runs the herald command; resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -61,10 +65,17 @@ async function serve(argv: string[]): Promise<number> {
     signals++;
     if (signals > 1) {
       server.log.warn({ signal }, "second signal: exiting at once");
-      process.exit(130);
+      // The shell convention for death by a signal: 128 plus its number.
+      process.exit(128 + (constants.signals[signal] ?? 0));
     }
     server.log.info({ signal }, "signal received");
-    server.close().then(
+    // close() bounds every step but closing the broker; this bounds that too.
+    const limitMs = config.drain.delayMs + config.drain.timeoutMs + EXIT_MARGIN_MS;
+    setTimeout(() => {
+      server.log.error({ limitMs }, "shutdown did not finish in time: exiting");
+      process.exit(1);
+    }, limitMs).unref();
+    server.close(signal).then(
       () => process.exit(0),
       (error: unknown) => {
         server.log.error({ err: error }, "shutdown failed");

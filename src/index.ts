@@ -20,3 +20,4 @@ export type { ErrorCode } from "./errors.js";
 export { encodeCursor, decodeCursor } from "./cursor.js";
 export { HeraldEvents } from "./events.js";
 export type { HeraldEvent, HeraldEventType } from "./events.js";
+export type { LifecycleEvent, LifecycleListener, NodeState } from "./lifecycle.js";

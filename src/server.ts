@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { Admin } from "./admin/admin.js";
 import { NodeStatsCollector } from "./admin/node-stats.js";
+import { AdminToken } from "./auth/admin-token.js";
 import type { Authenticator } from "./auth/identity.js";
 import { AnonymousAuthenticator } from "./auth/identity.js";
 import type { Broker } from "./broker/broker.js";
@@ -15,8 +16,10 @@ import { HeraldEvents, isInternalChannel } from "./events.js";
 import { PublishApi } from "./http/api.js";
 import { expectMethod, sendError, sendJson } from "./http/respond.js";
 import { Listener } from "./http/listener.js";
+import { rejectUpgrade } from "./http/reject-upgrade.js";
 import { GrpcTransport } from "./grpc/grpc-transport.js";
 import { Hub } from "./hub.js";
+import { Lifecycle, type LifecycleListener } from "./lifecycle.js";
 import { createLogger, type Logger } from "./log.js";
 import { LogLimiter } from "./log-limiter.js";
 import { Metrics } from "./metrics.js";
@@ -56,9 +59,9 @@ export class HeraldServer {
   private readonly registry: NodeRegistry;
   /** Set-Cookie value that lets a load balancer send this client back to this node. */
   private readonly affinityCookie: string;
-  private state: NodeState = "running";
-  /** Set when shutdown begins, before draining, so /readyz turns 503 first. */
-  private leaving = false;
+  private readonly lifecycle = new Lifecycle();
+  /** HTTP responses in progress, so shutdown can ask their clients to reconnect. */
+  private readonly responses = new Set<ServerResponse>();
   private brokerAvailable = false;
   private closing: Promise<void> | undefined;
 
@@ -83,6 +86,7 @@ export class HeraldServer {
       this.brokerAvailable = available;
     });
     this.api = new PublishApi(config, this.hub);
+    const adminToken = new AdminToken(config.adminToken);
 
     const context: TransportContext = {
       config,
@@ -91,8 +95,9 @@ export class HeraldServer {
       logLimiter: this.logLimiter,
       events: this.events,
       auth,
+      adminToken,
       nodeId: this.nodeId,
-      state: () => this.state,
+      state: () => this.lifecycle.state,
     };
     this.websocket = new WebSocketTransport(context);
     this.transports = [this.websocket, new SseTransport(context)];
@@ -107,7 +112,7 @@ export class HeraldServer {
 
     this.metrics = new Metrics(this.events, {
       nodeId: this.nodeId,
-      state: () => this.state,
+      state: () => this.lifecycle.state,
       channelCount: () => this.hub.channelSubscribers().filter((entry) => !isInternalChannel(entry.channel)).length,
     });
     if (config.adminToken !== "") {
@@ -116,7 +121,7 @@ export class HeraldServer {
         {
           nodeId: this.nodeId,
           hub: this.hub,
-          state: () => this.state,
+          state: () => this.lifecycle.state,
           connections: () => Object.fromEntries(this.transports.map((transport) => [transport.name, transport.connectionCount()])),
         },
         config.admin.statsIntervalMs,
@@ -124,18 +129,19 @@ export class HeraldServer {
       this.admin = new Admin({
         config,
         hub: this.hub,
+        adminToken,
         api: this.api,
         collector: this.stats,
         events: this.events,
         log: this.log,
         logLimiter: this.logLimiter,
-        state: () => this.state,
       });
     }
 
     this.listener = new Listener(config, {
       request: (req, res) => this.route(req, res),
       upgrade: (req, socket, head) => this.upgrade(req, socket, head),
+      clientError: (error) => this.logLimiter.write(this.log, "debug", { err: error }, "malformed HTTP request rejected"),
     });
   }
 
@@ -162,65 +168,79 @@ export class HeraldServer {
   }
 
   get nodeState(): NodeState {
-    return this.state;
+    return this.lifecycle.state;
   }
 
-  /** Whether /readyz reports ready. */
+  /** Adds a listener for lifecycle events (shutdown, draining, closed); returns a function that removes it. */
+  onLifecycle(listener: LifecycleListener): () => void {
+    return this.lifecycle.on(listener);
+  }
+
+  /** Returns whether /readyz reports ready: the broker is reachable and no shutdown was requested. */
   ready(): boolean {
-    return !this.leaving && this.state === "running" && this.brokerAvailable;
+    return !this.lifecycle.shuttingDown && this.brokerAvailable;
   }
 
   /**
-   * Drains and closes the node: /readyz turns 503, then after the drain
-   * delay the transports close idle connections and wait up to the drain
-   * timeout for busy ones, then everything left is cut. Idempotent.
+   * Drains and closes the node: /readyz turns 503 at once, then after the
+   * drain delay the transports close idle connections and give busy ones
+   * up to the drain timeout, then everything left is destroyed.
+   * Idempotent: later calls return the first call's promise.
    */
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
+  close(reason = "close"): Promise<void> {
+    this.closing ??= this.shutdown(reason);
     return this.closing;
   }
 
-  private async shutdown(): Promise<void> {
-    this.leaving = true;
-    this.log.info({ delayMs: this.config.drain.delayMs, timeoutMs: this.config.drain.timeoutMs }, "shutdown started");
-    if (this.config.drain.delayMs > 0) {
-      await sleep(this.config.drain.delayMs);
+  private async shutdown(reason: string): Promise<void> {
+    const { delayMs, timeoutMs } = this.config.drain;
+    const started = Date.now();
+    this.lifecycle.requestShutdown(reason, delayMs, timeoutMs);
+    for (const res of this.responses) {
+      closeAfterResponse(res);
     }
-    this.state = "draining";
+    this.log.info({ reason, delayMs, timeoutMs }, "shutdown started");
+    if (delayMs > 0) {
+      await sleep(delayMs);
+    }
+    const drainStarted = Date.now();
     const connections = this.connectionCount();
+    this.lifecycle.startDraining(connections);
     this.log.info({ connections }, "draining");
     this.events.emit({ type: "drain.started", connections });
-    this.admin?.drain();
 
-    const drained = Promise.all(this.transports.map((transport) => transport.drain()));
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), this.config.drain.timeoutMs);
-    });
-    const timedOut = await Promise.race([drained.then(() => false), deadline]);
-    clearTimeout(timer);
+    const drained = Promise.all(this.transports.map((transport) => transport.drain())).then(
+      () => true,
+      (error: unknown) => {
+        // The connections left are destroyed below, as after a timeout.
+        this.log.error({ err: error }, "drain failed");
+        return false;
+      },
+    );
+    const timedOut = !(await resolvesWithin(drained, timeoutMs));
     const remaining = this.connectionCount();
     if (timedOut) {
-      this.log.warn({ connections: remaining }, "drain timeout reached; closing the remaining connections");
+      this.lifecycle.drainTimedOut(remaining);
+      this.log.warn({ remaining }, "drain timeout reached; destroying the remaining connections");
       for (const transport of this.transports) {
         transport.destroy();
       }
     } else {
-      this.log.info("drain finished");
+      this.lifecycle.drained(Date.now() - drainStarted);
+      this.log.info({ elapsedMs: Date.now() - drainStarted }, "drain finished");
     }
     this.events.emit({ type: "drain.finished", timedOut, remaining });
     this.admin?.close();
     this.stats?.close();
 
-    this.state = "closed";
     await this.registry.stop();
-    await this.listener.close();
+    await this.listener.close(drainStarted + timeoutMs - Date.now());
     await this.hub.broker.close();
     this.metrics.close();
-    this.log.info("herald stopped");
+    this.lifecycle.close(Date.now() - started);
+    this.log.info({ elapsedMs: Date.now() - started }, "herald stopped");
     this.logLimiter.close();
   }
-
   /**
    * Serves Prometheus metrics. Open by default, like most scrape targets
    * on an internal network; with metrics.requireAdminToken the scraper
@@ -242,13 +262,17 @@ export class HeraldServer {
     return this.transports.reduce((sum, transport) => sum + transport.connectionCount(), 0);
   }
 
+  private connectionsByTransport(): Record<string, number> {
+    return Object.fromEntries(this.transports.map((transport) => [transport.name, transport.connectionCount()]));
+  }
+
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/ws") {
       this.websocket.handleUpgrade(req, socket, head);
       return;
     }
-    socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    rejectUpgrade(socket, "not_found");
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
@@ -259,6 +283,11 @@ export class HeraldServer {
     } catch {
       sendError(res, protocolError("bad_request", "The request URL is invalid."));
       return;
+    }
+    this.responses.add(res);
+    res.once("close", () => this.responses.delete(res));
+    if (this.lifecycle.shuttingDown) {
+      closeAfterResponse(res);
     }
     this.dispatch(req, res, url).catch((error: unknown) => {
       const herald = sendError(res, error);
@@ -272,12 +301,12 @@ export class HeraldServer {
     const method = req.method ?? "GET";
     switch (url.pathname) {
       case "/healthz":
-        sendJson(res, 200, { status: "ok", state: this.state });
+        sendJson(res, 200, { status: "ok", state: this.lifecycle.state, connections: this.connectionsByTransport() });
         return;
       case "/readyz":
         if (this.ready()) {
           sendJson(res, 200, { status: "ready" });
-        } else if (this.leaving) {
+        } else if (this.lifecycle.shuttingDown) {
           sendJson(res, 503, { error: protocolError("draining").toJSON() });
         } else {
           sendJson(res, 503, { error: protocolError("broker_unavailable").toJSON() });
@@ -337,6 +366,30 @@ function affinityCookie(nodeId: string): string {
   return `herald_node=${encodeURIComponent(nodeId)}; Path=/; HttpOnly; SameSite=Lax`;
 }
 
+/**
+ * Ends the connection after this response, so a keep-alive client (a load
+ * balancer, a publishing backend) reconnects and reaches a node that stays.
+ */
+function closeAfterResponse(res: ServerResponse): void {
+  // HTTP/2 forbids connection-specific headers; its streams end on their own.
+  if (!res.headersSent && res.req?.httpVersionMajor === 1) {
+    res.setHeader("Connection", "close");
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves with `work`'s value if it comes within ms, else with false; the timer never outlives the wait. */
+async function resolvesWithin(work: Promise<boolean>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { EventSource } from "eventsource";
 import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "./support/browser.js";
 import { startHerald, TestClient } from "./support/herald.js";
+import { waitUntil } from "./support/ports.js";
+import { sample, scrape } from "./support/prometheus.js";
 
 const TOKEN = "admin-page-test-token";
 
@@ -10,11 +13,34 @@ type Node = Awaited<ReturnType<typeof startHerald>>;
 
 async function subscribedClients(node: Node, channel: string, count: number): Promise<TestClient[]> {
   const clients: TestClient[] = [];
+  const sources: SseClient[] = [];
   for (let i = 0; i < count; i++) {
     const client = await TestClient.open(node.ws);
     const reply = await client.request({ type: "subscribe", channel });
     assert.equal(reply.type, "reply");
     clients.push(client);
+  }
+  return clients;
+}
+
+/** A real SSE client from the `eventsource` package, with the data of each message it receives. */
+interface SseClient {
+  source: EventSource;
+  received: unknown[];
+}
+
+async function sseClients(node: Node, channel: string, count: number): Promise<SseClient[]> {
+  const clients: SseClient[] = [];
+  for (let i = 0; i < count; i++) {
+    const source = new EventSource(`${node.http}/sse?channel=${encodeURIComponent(channel)}`, { fetch });
+    const client: SseClient = { source, received: [] };
+    let subscribed = false;
+    source.addEventListener("subscribed", () => {
+      subscribed = true;
+    });
+    source.addEventListener("message", (event) => client.received.push(JSON.parse(event.data).data));
+    clients.push(client);
+    await waitUntil(() => subscribed, 5_000, `SSE client ${i} to subscribe to ${channel}`);
   }
   return clients;
 }
@@ -41,6 +67,7 @@ describe("admin page in Chromium", () => {
   let node: Node;
   let browser: Browser;
   const clients: TestClient[] = [];
+  const sources: SseClient[] = [];
 
   before(async () => {
     node = await startHerald({ adminToken: TOKEN, admin: { statsIntervalMs: 200 } });
@@ -50,6 +77,9 @@ describe("admin page in Chromium", () => {
   after(async () => {
     for (const client of clients) {
       client.close();
+    }
+    for (const client of sources) {
+      client.source.close();
     }
     await browser.close();
     await node.close();
@@ -74,20 +104,27 @@ describe("admin page in Chromium", () => {
     const page = await browser.newPage();
     const pageErrors: string[] = [];
     page.on("pageerror", (error) => pageErrors.push(error.message));
+    const requested: string[] = [];
+    page.on("request", (request) => requested.push(new URL(request.url()).pathname + new URL(request.url()).search));
     await page.goto(`${node.http}/admin`);
     await enterToken(page, TOKEN);
     await waitForText(page, "#status", "Live");
     assert.equal(await page.isVisible("#data"), true);
     await waitForText(page, `#nodes tr[data-node="${node.server.nodeId}"] td:nth-child(2)`, "running");
 
-    // NOTE: this branch has no SSE transport yet, so a second WebSocket
-    // group on its own channel stands in for the SSE clients.
-    clients.push(...(await subscribedClients(node, "page:ws", 10)));
-    clients.push(...(await subscribedClients(node, "page:second", 5)));
+    // The live feed is the page's own SSE stream on the internal stats
+    // channel, counted as an admin stream and not among the SSE clients.
+    const feed = `/sse?channel=%24admin%3Astats&token=${TOKEN}`;
+    assert.ok(requested.includes(feed), `the page requested ${JSON.stringify(requested)}`);
+    assert.equal(sample(await scrape(node.http), "herald_connections", { transport: "admin" }), 1);
 
-    await waitForText(page, '#transports tr[data-transport="websocket"] td.connections', "15");
+    clients.push(...(await subscribedClients(node, "page:ws", 10)));
+    sources.push(...(await sseClients(node, "page:sse", 5)));
+
+    await waitForText(page, '#transports tr[data-transport="websocket"] td.connections', "10");
+    await waitForText(page, '#transports tr[data-transport="sse"] td.connections', "5");
     await waitForText(page, '#channels tr[data-channel="page:ws"] td.subscribers', "10");
-    await waitForText(page, '#channels tr[data-channel="page:second"] td.subscribers', "5");
+    await waitForText(page, '#channels tr[data-channel="page:sse"] td.subscribers', "5");
     await waitForText(page, `#nodes tr[data-node="${node.server.nodeId}"] td:nth-child(3)`, "15");
 
     await page.fill("#publish-channel", "page:ws");
@@ -98,12 +135,22 @@ describe("admin page in Chromium", () => {
     assert.deepEqual(event.data, { from: "admin page" });
     await waitForText(page, '#latest tr[data-channel="page:ws"] td.data', '{"from":"admin page"}');
 
-    for (const client of clients.splice(10)) {
-      client.socket.close(1000);
-      await client.closed;
+    await page.fill("#publish-channel", "page:sse");
+    await page.fill("#publish-data", '{"to": "sse"}');
+    await page.click("#publish-form button[type=submit]");
+    await waitForText(page, "#publish-result", "Published on page:sse at offset 1.");
+    for (const [i, client] of sources.entries()) {
+      await waitUntil(() => client.received.length === 1, 5_000, `SSE client ${i} to receive the publication`);
+      assert.deepEqual(client.received[0], { to: "sse" });
     }
+
+    for (const client of sources.splice(0)) {
+      client.source.close();
+    }
+    await waitForText(page, '#transports tr[data-transport="sse"] td.connections', "0");
     await waitForText(page, '#transports tr[data-transport="websocket"] td.connections', "10");
-    assert.equal(await page.locator('#channels tr[data-channel="page:second"]').count(), 0);
+    await waitForText(page, `#nodes tr[data-node="${node.server.nodeId}"] td:nth-child(3)`, "10");
+    assert.equal(await page.locator('#channels tr[data-channel="page:sse"]').count(), 0);
     assert.deepEqual(pageErrors, []);
 
     await page.click("#forget");

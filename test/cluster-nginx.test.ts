@@ -109,11 +109,10 @@ describe("three nodes behind nginx", () => {
     cleanups.push(() => redis.stop());
     const nodes: HeraldProcess[] = [];
     for (const id of ["node-1", "node-2", "node-3"]) {
-      const node = await startHeraldProcess(id, [
-        "--broker", "redis",
-        "--redis-url", redis.url,
-        "--set", `defaults.historySize=${EVENTS * 2}`,
-      ]);
+      const node = await startHeraldProcess({
+        nodeId: id,
+        args: ["--broker", "redis", "--redis-url", redis.url, "--set", `defaults.historySize=${EVENTS * 2}`],
+      });
       cleanups.push(() => node.stop("SIGKILL"));
       nodes.push(node);
     }

@@ -4,6 +4,7 @@ import { status } from "@grpc/grpc-js";
 import { collect, grpcClient } from "./support/grpc-client.js";
 import { postJson, startHerald, TestClient } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
+import { openSse } from "./support/sse.js";
 
 const API_KEY = "grpc-test-key";
 
@@ -20,10 +21,12 @@ describe("grpc api", () => {
     await node.close();
   });
 
-  test("publish reaches websocket and stream", async () => {
+  test("publish reaches websocket, sse and stream", async () => {
     const client = grpcClient(grpcPort, API_KEY);
     const ws = await TestClient.open(node.ws);
     await ws.request({ type: "subscribe", channel: "grpc-a" });
+    const sse = await openSse(`${node.http}/sse?channel=grpc-a`);
+    await sse.recorder.waitFor(() => sse.recorder.named("subscribed").length === 1, 5_000, "subscribed event");
     const stream = collect(client.subscribe([{ channel: "grpc-a" }]));
     await waitUntil(() => stream.events.some((event) => event.subscribed), 5_000, "subscribed event");
 
@@ -47,6 +50,12 @@ describe("grpc api", () => {
     const viaWs = await ws.waitForPubs("grpc-a", 20);
     assert.deepEqual(viaWs.map((event) => event.offset), offsets);
     assert.deepEqual(viaWs.map((event) => event.data), viaGrpc.map((event) => JSON.parse(event.data.toString())));
+
+    await sse.recorder.waitForMessages(20);
+    const viaSse = sse.recorder.messages();
+    assert.deepEqual(viaSse.map((event) => event.offset), offsets);
+    assert.deepEqual(viaSse.map((event) => event.data), viaWs.map((event) => event.data));
+    sse.close();
 
     const subscribed = stream.events.find((event) => event.subscribed).subscribed;
     assert.equal(subscribed.channel, "grpc-a");
@@ -167,6 +176,46 @@ describe("grpc drain", () => {
     assert.equal(final.code, status.UNAVAILABLE);
     assert.equal(final.metadata.get("herald-error-code")[0], "draining");
     await closing;
+    client.raw.close();
+  });
+});
+
+describe("grpc backpressure", () => {
+  test("slow stream is ended and resumes", async () => {
+    const node = await startHerald({
+      limits: { outboundBufferBytes: 64 * 1024 },
+      namespaces: { slow: { historySize: 1000 } },
+      grpc: { enabled: true, port: 0, host: "127.0.0.1" },
+    });
+    after(() => node.close());
+    const client = grpcClient(node.server.grpc!.port);
+    const call = client.subscribe([{ channel: "slow:grpc" }]);
+    const slow = collect(call);
+    await waitUntil(() => slow.events.some((event) => event.subscribed), 5_000, "subscribed event");
+    call.pause();
+
+    // 400 events of 8 KiB each: far more than HTTP/2 windows and the 64 KiB buffer hold.
+    const filler = "x".repeat(8 * 1024);
+    for (let n = 1; n <= 400; n++) {
+      await client.publish("slow:grpc", { n, filler });
+    }
+    await waitUntil(() => node.server.grpc!.connectionCount() === 0, 10_000, "the slow stream to be released");
+
+    call.resume();
+    const final = await slow.status;
+    assert.equal(final.code, status.RESOURCE_EXHAUSTED);
+    assert.equal(final.metadata.get("herald-error-code")[0], "slow_consumer");
+    const got = slow.publications("slow:grpc");
+    assert.ok(got.length < 400, `the slow stream got ${got.length} of 400 events before it was ended`);
+    assert.deepEqual(got.map((event) => event.offset), Array.from({ length: got.length }, (_, i) => i + 1));
+
+    const last = got.length === 0 ? { epoch: slow.events.find((event) => event.subscribed).subscribed.epoch, offset: 0 } : got[got.length - 1];
+    const resumed = collect(client.subscribe([{ channel: "slow:grpc", since: { epoch: last.epoch, offset: last.offset } }]));
+    // The recovered events exceed the 64 KiB buffer many times over; recovery is bounded by history, not by the buffer.
+    await waitUntil(() => resumed.publications("slow:grpc").length === 400 - last.offset, 10_000, "the rest of the events");
+    const rest = resumed.publications("slow:grpc").map((event) => event.offset);
+    assert.deepEqual(rest, Array.from({ length: 400 - last.offset }, (_, i) => last.offset + i + 1));
+    assert.equal(resumed.events.find((event) => event.subscribed).subscribed.recovered, true);
     client.raw.close();
   });
 });

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
-import type { Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { Writable } from "node:stream";
 import { describe, test } from "node:test";
+import type { Identity } from "../src/auth/identity.js";
+import { protocolError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { postJson, startHerald, TestClient } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
+import { openSse } from "./support/sse.js";
 
 const API_KEY = "api-key-SECRET-1f2e3d";
 const ADMIN_TOKEN = "admin-token-SECRET-9a8b7c";
@@ -127,6 +130,90 @@ describe("logging", () => {
     for (const secret of SECRETS) {
       assert.equal(output.includes(secret), false, `the log contains ${secret}`);
     }
+  });
+
+  test("sse streams log through child loggers", async () => {
+    const capture = new LogCapture();
+    const carol: Identity = { user: "carol", anonymous: false, subscribe: ["*"], publish: [], expiresAt: undefined };
+    const authenticator = {
+      enabled: true,
+      async authenticate(token: string | undefined): Promise<Identity> {
+        if (token === CLIENT_TOKEN) {
+          return carol;
+        }
+        throw protocolError("token_invalid", "Unknown test token.");
+      },
+    };
+    const node = await startHerald({ adminToken: ADMIN_TOKEN, log: { level: "debug" } }, { logger: createLogger("debug", capture), authenticator });
+
+    const stream = await openSse(`${node.http}/sse?channel=log:sse&token=${CLIENT_TOKEN}`);
+    assert.equal(stream.status, 200);
+    await stream.recorder.waitFor(() => stream.recorder.named("subscribed").length === 1);
+    stream.close();
+    const rejected = await openSse(`${node.http}/sse?channel=log:sse&token=${CLIENT_TOKEN}x`);
+    assert.equal(rejected.status, 401);
+    const admin = await openSse(`${node.http}/sse?channel=%24admin%3Astats&token=${ADMIN_TOKEN}`);
+    assert.equal(admin.status, 200);
+    admin.close();
+    await waitUntil(() => capture.withMessage("connection closed").length === 3, 5_000, "three closed streams");
+    await node.close();
+
+    const opened = capture.withMessage("connection opened");
+    assert.deepEqual(
+      opened.map((line) => line.transport),
+      ["sse", "sse", "admin"],
+    );
+    for (const line of opened) {
+      assert.equal(typeof line.connection, "string");
+      assert.equal(line.remote, "127.0.0.1");
+    }
+    // Streams may close in any order, so each close is matched to its open by connection id.
+    const closed = opened.map((line) => capture.withMessage("connection closed").find((end) => end.connection === line.connection));
+    assert.deepEqual(
+      closed.map((line) => [line?.transport, line?.user, line?.reason]),
+      [
+        ["sse", "carol", "client_closed"],
+        ["sse", undefined, "token_invalid"],
+        ["admin", undefined, "client_closed"],
+      ],
+    );
+    const authFailure = capture.withMessage("authentication failed")[0];
+    assert.equal(authFailure.transport, "sse");
+    assert.equal(authFailure.code, "token_invalid");
+    assert.equal(authFailure.level, 30);
+
+    const output = capture.text.join("");
+    for (const secret of SECRETS) {
+      assert.equal(output.includes(secret), false, `the log contains ${secret}`);
+    }
+  });
+
+  test("malformed requests are logged at debug", async () => {
+    const capture = new LogCapture();
+    const node = await startHerald({ log: { level: "debug" } }, { logger: createLogger("debug", capture) });
+    const attempts = 12;
+    for (let i = 0; i < attempts; i++) {
+      const response = await new Promise<string>((resolve, reject) => {
+        const socket = connect(node.port, "127.0.0.1", () => socket.end("NOT HTTP AT ALL\r\n\r\n"));
+        let text = "";
+        socket.setEncoding("utf8");
+        socket.on("data", (chunk: string) => {
+          text += chunk;
+        });
+        socket.once("close", () => resolve(text));
+        socket.once("error", reject);
+      });
+      assert.match(response, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    }
+    await node.close();
+
+    // The node's log limiter writes ten, then a summary of the rest.
+    const malformed = capture.withMessage("malformed HTTP request rejected");
+    assert.equal(malformed.length, 10);
+    assert.equal(malformed[0].level, 20);
+    assert.equal(typeof malformed[0].err.message, "string");
+    const summary = capture.withMessage("repeated log lines suppressed").find((line) => line.repeated === "malformed HTTP request rejected");
+    assert.equal(summary?.suppressed, attempts - 10);
   });
 
   test("level setting filters lines", async () => {

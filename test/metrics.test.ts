@@ -6,10 +6,12 @@ import { HeraldServer } from "../src/server.js";
 import { postJson, publish, startHerald, TestClient } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
 import { sample, scrape } from "./support/prometheus.js";
+import { openSse, pausedReader, type SseResponse } from "./support/sse.js";
 
 type Node = Awaited<ReturnType<typeof startHerald>>;
 
 const WS = { transport: "websocket" };
+const SSE = { transport: "sse" };
 
 async function subscribed(node: Node, channel: string): Promise<TestClient> {
   const client = await TestClient.open(node.ws);
@@ -162,6 +164,84 @@ describe("metrics of a slow consumer", () => {
     assert.equal(sample(after, "herald_publications_total"), sample(before, "herald_publications_total") + batches * items.length);
     reader.close();
     await reader.closed;
+  });
+});
+
+async function sseStream(node: Node, query: string): Promise<SseResponse> {
+  const stream = await openSse(`${node.http}/sse?${query}`);
+  assert.equal(stream.status, 200, `GET /sse?${query} returned ${stream.status}`);
+  await stream.recorder.waitFor(() => stream.recorder.named("subscribed").length === 1, 5_000, "the subscribed event");
+  return stream;
+}
+
+describe("metrics of sse streams", () => {
+  test("counts follow sse streams", async () => {
+    // A small outbound limit cuts the paused reader soon; heartbeats are
+    // slow enough that no stream is cut as stalled instead.
+    const node = await startHerald({ limits: { outboundBufferBytes: 64 * 1024 }, sse: { heartbeatMs: 60_000 } });
+    try {
+      const before = await scrape(node.http);
+      const streams = [
+        await sseStream(node, "channel=metrics:sse-a"),
+        await sseStream(node, "channel=metrics:sse-a"),
+        await sseStream(node, "channel=metrics:sse-a&channel=metrics:sse-b"),
+      ];
+
+      const opened = await scrape(node.http);
+      assert.equal(sample(opened, "herald_connections", SSE), sample(before, "herald_connections", SSE) + 3);
+      assert.equal(sample(opened, "herald_connections_opened_total", SSE), sample(before, "herald_connections_opened_total", SSE) + 3);
+      assert.equal(sample(opened, "herald_subscriptions"), sample(before, "herald_subscriptions") + 4);
+      assert.equal(sample(opened, "herald_channels"), sample(before, "herald_channels") + 2);
+
+      await publish(node.http, "metrics:sse-a", { n: 1 });
+      await publish(node.http, "metrics:sse-a", { n: 2 });
+      await publish(node.http, "metrics:sse-b", { n: 3 });
+      await streams[0]!.recorder.waitForMessages(2);
+      await streams[1]!.recorder.waitForMessages(2);
+      await streams[2]!.recorder.waitForMessages(3);
+      const delivered = await scrape(node.http);
+      assert.equal(sample(delivered, "herald_deliveries_total"), sample(before, "herald_deliveries_total") + 7);
+
+      const rejected = await openSse(`${node.http}/sse?channel=metrics:sse-a&token=not-a-token`);
+      assert.equal(rejected.status, 401);
+      await rejected.ended;
+
+      // The raw socket stops reading, so the kernel buffers fill, then the node's outbound buffer.
+      const paused = await pausedReader(node.port, "/sse?channel=metrics:sse-slow");
+      await waitForSample(node, "herald_connections", SSE, sample(before, "herald_connections", SSE) + 4);
+      const payload = "x".repeat(32 * 1024);
+      let published = 0;
+      // Bounded: at most 1,000 publications of 32 KiB before giving up.
+      while (sample(await scrape(node.http), "herald_slow_consumer_closes_total", SSE) === sample(before, "herald_slow_consumer_closes_total", SSE)) {
+        assert.ok(published < 1_000, "the paused reader was never cut as slow");
+        await node.server.hub.publish("metrics:sse-slow", JSON.stringify({ payload }));
+        published++;
+      }
+      paused.destroy();
+      await waitForSample(node, "herald_connections", SSE, sample(before, "herald_connections", SSE) + 3);
+
+      for (const stream of streams) {
+        stream.close();
+        await stream.ended;
+      }
+      await waitForSample(node, "herald_connections", SSE, sample(before, "herald_connections", SSE));
+
+      const after = await scrape(node.http);
+      const delta = (name: string, labels: Record<string, string> = {}) => sample(after, name, labels) - sample(before, name, labels);
+      assert.equal(delta("herald_connections_opened_total", SSE), 5);
+      assert.equal(delta("herald_connections_closed_total", { transport: "sse", reason: "client_closed" }), 3);
+      assert.equal(delta("herald_connections_closed_total", { transport: "sse", reason: "slow_consumer" }), 1);
+      assert.equal(delta("herald_connections_closed_total", { transport: "sse", reason: "token_invalid" }), 1);
+      assert.equal(delta("herald_auth_failures_total", { transport: "sse", code: "token_invalid" }), 1);
+      assert.equal(delta("herald_slow_consumer_closes_total", SSE), 1);
+      assert.ok(delta("herald_drops_total", { transport: "sse", reason: "slow_consumer" }) >= 1);
+      assert.equal(delta("herald_subscriptions"), 0);
+      assert.equal(delta("herald_channels"), 0);
+      assert.equal(delta("herald_connections", WS), 0);
+      assert.equal(delta("herald_publications_total"), 3 + published);
+    } finally {
+      await node.close();
+    }
   });
 });
 

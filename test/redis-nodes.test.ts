@@ -3,10 +3,12 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { startHeraldProcess } from "./support/herald-process.js";
+import { collect, grpcClient } from "./support/grpc-client.js";
 import { postJson, publish, startHerald, TestClient } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
 import { tempDir } from "./support/processes.js";
 import { startRedis, type RedisInstance } from "./support/redis.js";
+import { openSse } from "./support/sse.js";
 
 type Node = Awaited<ReturnType<typeof startHerald>>;
 
@@ -27,6 +29,21 @@ const SINKS: Record<string, (node: Node, channel: string) => Promise<Sink>> = {
     const reply = await client.request({ type: "subscribe", channel });
     assert.equal(reply.type, "reply");
     return { offsets: () => client.pubs(channel).map((message) => message.offset), close: () => client.close() };
+  },
+  sse: async (node, channel) => {
+    const stream = await openSse(`${node.http}/sse?channel=${channel}`);
+    assert.equal(stream.status, 200);
+    await stream.recorder.waitFor(() => stream.recorder.named("subscribed").length === 1, 5_000, "subscribed event");
+    return { offsets: () => stream.recorder.messages().map((message) => message.offset), close: () => stream.close() };
+  },
+  grpc: async (node, channel) => {
+    const client = grpcClient(node.server.grpc!.port);
+    const stream = collect(client.subscribe([{ channel }]));
+    await waitUntil(() => stream.events.some((event) => event.subscribed), 5_000, "subscribed event");
+    return {
+      offsets: () => stream.publications(channel).map((publication) => publication.offset),
+      close: () => client.raw.close(),
+    };
   },
 };
 
@@ -59,7 +76,8 @@ describe("nodes on redis", () => {
 
   test("fan-out reaches every node in order", async () => {
     const redis = await redisServer();
-    const nodes = [await node(redis, "fan-a"), await node(redis, "fan-b"), await node(redis, "fan-c")];
+    const grpc = { grpc: { enabled: true, port: 0, host: "127.0.0.1" } };
+    const nodes = [await node(redis, "fan-a", grpc), await node(redis, "fan-b", grpc), await node(redis, "fan-c", grpc)];
     const sinks: Array<{ name: string; sink: Sink }> = [];
     for (const target of nodes) {
       for (const [transport, open] of Object.entries(SINKS)) {
@@ -74,6 +92,31 @@ describe("nodes on redis", () => {
       assert.deepEqual(sink.offsets(), range(1, 30), name);
       sink.close();
     }
+  });
+
+  test("grpc publish on one node streams on another", async () => {
+    const redis = await redisServer();
+    const grpc = { grpc: { enabled: true, port: 0, host: "127.0.0.1" } };
+    const first = await node(redis, "grpc-a", grpc);
+    const second = await node(redis, "grpc-b", grpc);
+    const publisher = grpcClient(first.server.grpc!.port);
+    const subscriber = grpcClient(second.server.grpc!.port);
+    const stream = collect(subscriber.subscribe([{ channel: "grpc-cross" }]));
+    await waitUntil(() => stream.events.some((event) => event.subscribed), 5_000, "subscribed event");
+
+    const offsets: number[] = [];
+    for (let n = 0; n < 25; n++) {
+      offsets.push((await publisher.publish("grpc-cross", { n })).offset);
+    }
+    await waitUntil(() => stream.publications("grpc-cross").length >= 25, 10_000, "25 events on node B");
+    const received = stream.publications("grpc-cross");
+    assert.deepEqual(received.map((publication) => publication.offset), offsets);
+    assert.deepEqual(
+      received.map((publication) => JSON.parse(publication.data.toString()).n),
+      range(0, 24),
+    );
+    publisher.raw.close();
+    subscriber.raw.close();
   });
 
   test("api info lists live nodes and sets the affinity cookie", async () => {
@@ -210,7 +253,10 @@ describe("nodes on redis", () => {
 
   test("session resumes on another node after a kill", async () => {
     const redis = await redisServer();
-    const doomed = await startHeraldProcess("session-a", ["--broker", "redis", "--redis-url", redis.url, "--set", "sessionSaveIntervalMs=100"]);
+    const doomed = await startHeraldProcess({
+      nodeId: "session-a",
+      args: ["--broker", "redis", "--redis-url", redis.url, "--set", "sessionSaveIntervalMs=100"],
+    });
     cleanups.push(() => doomed.stop("SIGKILL").then(() => undefined));
     const survivor = await node(redis, "session-b");
 
@@ -252,7 +298,10 @@ describe("nodes on redis", () => {
     cleanups.push(() => dir.cleanup());
     const configPath = join(dir.path, "herald.json");
     writeFileSync(configPath, JSON.stringify(settings));
-    const doomed = await startHeraldProcess("room-c", ["--broker", "redis", "--redis-url", redis.url, "--config", configPath]);
+    const doomed = await startHeraldProcess({
+      nodeId: "room-c",
+      args: ["--broker", "redis", "--redis-url", redis.url, "--config", configPath],
+    });
     cleanups.push(() => doomed.stop("SIGKILL").then(() => undefined));
 
     const enter = async (target: { ws: string }) => {

@@ -9,7 +9,8 @@ import { createLogger } from "../src/log.js";
 import { SseTransport } from "../src/transports/sse.js";
 import { publish, startHerald } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
-import { openSse } from "./support/sse.js";
+import { sample, scrape } from "./support/prometheus.js";
+import { openSse, pausedReader } from "./support/sse.js";
 
 type Node = Awaited<ReturnType<typeof startHerald>>;
 
@@ -309,6 +310,9 @@ describe("sse flow control", () => {
         await publishDirect(node, "stall", big);
       }
       await waitUntil(() => node.server.hub.subscriptionCount === 0, 5_000, "the stalled reader to be cut");
+      const samples = await scrape(node.http);
+      assert.equal(sample(samples, "herald_connections_closed_total", { transport: "sse", reason: "stalled" }), 1);
+      assert.equal(sample(samples, "herald_slow_consumer_closes_total", { transport: "sse" }), 0);
       socket.destroy();
     } finally {
       await node.close();
@@ -359,18 +363,6 @@ describe("sse drain", () => {
     }
   });
 });
-
-/** Sends a GET on a raw socket and never reads the response. */
-function pausedReader(port: number, path: string): Promise<ReturnType<typeof connect>> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, "127.0.0.1", () => {
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
-      socket.pause();
-      resolve(socket);
-    });
-    socket.once("error", reject);
-  });
-}
 
 describe("sse authentication", () => {
   /** Records each token and returns the anonymous identity after a delay, as a JWKS fetch would. */

@@ -1,5 +1,5 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AdminToken } from "../auth/admin-token.js";
 import type { Config } from "../config.js";
 import type { EncodedPublication } from "../encoded.js";
 import { protocolError } from "../errors.js";
@@ -9,17 +9,14 @@ import { expectMethod, isLoopback, sendJson } from "../http/respond.js";
 import type { Hub, Subscriber, Subscription } from "../hub.js";
 import type { Logger } from "../log.js";
 import type { LogLimiter } from "../log-limiter.js";
-import type { NodeState } from "../transports/transport.js";
 import type { NodeStats, NodeStatsCollector } from "./node-stats.js";
 import { ADMIN_CSS, ADMIN_HTML, ADMIN_SCRIPT } from "./page.js";
 
-/** Internal channel on which every node publishes its stats; `$` keeps clients off it. */
+/**
+ * Internal channel on which every node publishes its stats. The `$` keeps
+ * clients off it; over SSE only the admin token may follow it.
+ */
 export const ADMIN_CHANNEL = "$admin:stats";
-
-/** Admin event streams open at once; an operator needs a handful. */
-const MAX_STREAMS = 32;
-/** Bytes queued for one admin stream before it is closed as too slow. */
-const MAX_STREAM_BUFFER = 1024 * 1024;
 
 const PAGE_HEADERS = {
   "Cache-Control": "no-store",
@@ -32,18 +29,16 @@ const PAGE_HEADERS = {
 export interface AdminOptions {
   readonly config: Config;
   readonly hub: Hub;
+  readonly adminToken: AdminToken;
   readonly api: PublishApi;
   readonly collector: NodeStatsCollector;
   readonly events: HeraldEvents;
   readonly log: Logger;
   readonly logLimiter: LogLimiter;
-  state(): NodeState;
 }
 
 interface KnownNode {
   stats: NodeStats;
-  /** The stats message as received, replayed to streams that open later. */
-  event: EncodedPublication;
   receivedAt: number;
 }
 
@@ -51,20 +46,15 @@ interface KnownNode {
  * The admin page and admin API under /admin, behind the admin token.
  * Each node publishes its stats on ADMIN_CHANNEL every interval and
  * follows the channel itself, so any node's page shows every node that
- * shares its broker.
+ * shares its broker. The page reads the latest stats from
+ * /admin/api/stats, then follows ADMIN_CHANNEL over the SSE transport.
  */
 export class Admin implements Subscriber {
-  private readonly tokenDigest: Buffer;
   private readonly nodes = new Map<string, KnownNode>();
-  private readonly streams = new Set<ServerResponse>();
   private subscription: Subscription | undefined;
   private publisher: NodeJS.Timeout | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
-  private closed = false;
 
-  constructor(private readonly options: AdminOptions) {
-    this.tokenDigest = digest(options.config.adminToken);
-  }
+  constructor(private readonly options: AdminOptions) {}
 
   /** Follows ADMIN_CHANNEL and starts publishing this node's stats. */
   async start(): Promise<void> {
@@ -75,8 +65,6 @@ export class Admin implements Subscriber {
 
     this.publisher = setInterval(() => this.publishStats(), config.admin.statsIntervalMs);
     this.publisher.unref();
-    this.heartbeat = setInterval(() => this.writeAll(":\n\n"), config.sse.heartbeatMs);
-    this.heartbeat.unref();
     this.publishStats();
   }
 
@@ -102,11 +90,6 @@ export class Admin implements Subscriber {
         this.authorize(req, url);
         sendJson(res, 200, { nodes: this.liveNodes().map((node) => node.stats) });
         return;
-      case "/admin/api/stream":
-        expectMethod(method, "GET");
-        this.authorize(req, url);
-        this.openStream(req, res);
-        return;
       case "/admin/api/publish":
         expectMethod(method, "POST");
         this.authorize(req, url);
@@ -117,19 +100,8 @@ export class Admin implements Subscriber {
     }
   }
 
-  /** Ends every admin stream with a jittered `retry:`, as SSE streams end at drain. */
-  drain(): void {
-    for (const res of this.streams) {
-      res.end(this.jitteredRetry());
-    }
-    this.streams.clear();
-  }
-
   close(): void {
-    this.closed = true;
     clearInterval(this.publisher);
-    clearInterval(this.heartbeat);
-    this.drain();
     if (this.subscription) {
       this.options.hub.unsubscribe(this.subscription);
     }
@@ -143,8 +115,7 @@ export class Admin implements Subscriber {
       this.options.logLimiter.write(this.options.log, "warn", { err: error }, "invalid admin stats message ignored");
       return;
     }
-    this.nodes.set(stats.node, { stats, event, receivedAt: Date.now() });
-    this.writeAll(`data: ${event.json}\n\n`);
+    this.nodes.set(stats.node, { stats, receivedAt: Date.now() });
   }
 
   gap(): void {
@@ -158,8 +129,7 @@ export class Admin implements Subscriber {
   /**
    * Throws unless the request carries the admin token, as a Bearer header
    * or (for EventSource, which cannot set headers) the `token` query
-   * parameter. Comparing SHA-256 digests keeps the check constant-time
-   * whatever the lengths.
+   * parameter, compared in constant time.
    */
   authorize(req: IncomingMessage, url: URL): void {
     const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? "");
@@ -167,49 +137,11 @@ export class Admin implements Subscriber {
     if (given === "") {
       throw protocolError("unauthorized", "Send the admin token as Authorization: Bearer <token> or as the token query parameter.");
     }
-    if (!timingSafeEqual(digest(given), this.tokenDigest)) {
+    if (!this.options.adminToken.matches(given)) {
       const remote = req.socket.remoteAddress ?? "";
       this.options.logLimiter.write(this.options.log, isLoopback(remote) ? "info" : "warn", { remote, path: url.pathname }, "admin authentication failed");
       this.options.events.emit({ type: "auth.failed", transport: "admin", code: "unauthorized" });
       throw protocolError("unauthorized", "The admin token is not valid.");
-    }
-  }
-
-  private openStream(req: IncomingMessage, res: ServerResponse): void {
-    if (this.streams.size >= MAX_STREAMS) {
-      throw protocolError("too_many_connections", `At most ${MAX_STREAMS} admin streams may be open at once.`);
-    }
-    res.writeHead(200, {
-      "Content-Type": "text/event-stream; charset=utf-8",
-      "Cache-Control": "no-cache",
-      "X-Accel-Buffering": "no",
-    });
-    if (this.closed || this.options.state() !== "running") {
-      res.end(this.jitteredRetry());
-      return;
-    }
-    res.write(`retry: ${this.options.config.sse.retryMs}\n\n`);
-    for (const node of this.liveNodes()) {
-      res.write(`data: ${node.event.json}\n\n`);
-    }
-    this.streams.add(res);
-    req.on("close", () => this.streams.delete(res));
-  }
-
-  /** A `retry:` field between one and two times sse.retryMs, so pages do not all return at once. */
-  private jitteredRetry(): string {
-    const retryMs = this.options.config.sse.retryMs;
-    return `retry: ${retryMs + Math.floor(Math.random() * retryMs)}\n\n`;
-  }
-
-  private writeAll(text: string): void {
-    for (const res of this.streams) {
-      if (res.writableLength > MAX_STREAM_BUFFER) {
-        this.streams.delete(res);
-        res.destroy();
-        continue;
-      }
-      res.write(text);
     }
   }
 
@@ -235,10 +167,6 @@ export class Admin implements Subscriber {
       this.options.logLimiter.write(this.options.log, "warn", { err: error }, "admin stats publish failed");
     });
   }
-}
-
-function digest(text: string): Buffer {
-  return createHash("sha256").update(text).digest();
 }
 
 function sendText(res: ServerResponse, contentType: string, text: string): void {

@@ -2,8 +2,9 @@
  * The admin page: static HTML, CSS and a browser script, served from
  * /admin. The page contains no data itself. With the admin token (kept in
  * sessionStorage for the tab) it reads /admin/api/stats once, then
- * follows /admin/api/stream, where every node's stats arrive each
- * interval. Data is written with textContent only, never as HTML.
+ * follows the internal channel $admin:stats over the node's own SSE
+ * transport, where every node's stats arrive each interval. Data is
+ * written with textContent only, never as HTML.
  */
 
 export const ADMIN_HTML = `<!doctype html>
@@ -81,6 +82,7 @@ textarea { vertical-align: top; width: 24rem; font-family: ui-monospace, monospa
 `;
 
 export const ADMIN_SCRIPT = `const TOKEN_KEY = "herald.adminToken";
+const STATS_CHANNEL = "$admin:stats";
 /** Latest stats by node id, with the local time they arrived. */
 const nodes = new Map();
 let source;
@@ -130,9 +132,10 @@ async function connect() {
   }
   byId("data").hidden = false;
   render();
-  // The live feed relays the internal channel $admin:stats in the SSE
-  // message shape {"channel", "offset", "data"}.
-  source = new EventSource("/admin/api/stream?token=" + encodeURIComponent(token()));
+  // EventSource cannot set headers, so the admin token goes in the query.
+  // Each message is {"channel", "offset", "data"} with NodeStats as data.
+  const query = new URLSearchParams({ channel: STATS_CHANNEL, token: token() });
+  source = new EventSource("/sse?" + query);
   source.onopen = () => setStatus("Live");
   source.onerror = (event) => {
     // EventSource retries by itself unless the response was not a 200 stream.

@@ -268,8 +268,13 @@ class GrpcStream implements Subscriber {
   private queuedBytes = 0;
   /** Sizes of the queued writes, oldest first; write callbacks fire in the same order. */
   private readonly queuedSizes: number[] = [];
+  /** Bytes of recovered history that may sit above the outbound buffer limit. */
+  private recoveryAllowance = 0;
   private readonly flushedOne = (): void => {
     this.queuedBytes -= this.queuedSizes.shift() ?? 0;
+    if (this.queuedBytes <= this.context.config.limits.outboundBufferBytes) {
+      this.recoveryAllowance = 0;
+    }
   };
 
   constructor(
@@ -312,7 +317,7 @@ class GrpcStream implements Subscriber {
       const offset = result.recovered && since ? since.offset : result.top;
       this.write(this.serializeEvent({ subscribed: { channel: entry.channel, epoch: result.epoch, offset, recovered: result.recovered } }));
       for (const event of result.publications) {
-        this.deliver(event);
+        this.write(event.shared("grpc", encodePublication, this.serializeEvent), true);
       }
       result.subscription.activate();
     }
@@ -331,11 +336,18 @@ class GrpcStream implements Subscriber {
     this.end(protocolError("slow_consumer", "The stream fell behind; subscribe again from your last position."));
   }
 
-  write(bytes: Buffer): void {
+  /**
+   * Queues bytes for the client. Recovered history may exceed the outbound
+   * buffer, since its size is bounded by the namespace's history; live
+   * events past the buffer and that allowance end the stream as slow.
+   */
+  write(bytes: Buffer, recovery = false): void {
     if (this.ended) {
       return;
     }
-    if (this.queuedBytes > this.context.config.limits.outboundBufferBytes) {
+    if (recovery) {
+      this.recoveryAllowance += bytes.length;
+    } else if (this.queuedBytes > this.context.config.limits.outboundBufferBytes + this.recoveryAllowance) {
       this.overflow();
       return;
     }

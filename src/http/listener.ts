@@ -7,6 +7,7 @@ import {
   type Http2Server,
   type Http2ServerRequest,
   type Http2ServerResponse,
+  type ServerHttp2Session,
   type Settings,
 } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
@@ -25,6 +26,8 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 export interface ListenerHandlers {
   request: RequestHandler;
   upgrade: UpgradeHandler;
+  /** Told of each malformed HTTP/1.1 request, which the listener answers with a 400 itself. */
+  clientError?: (error: Error) => void;
 }
 
 /**
@@ -48,6 +51,10 @@ export class Listener {
   /** Every accepted TCP connection, so that close() can end them all. */
   readonly sockets = new Set<Socket>();
   private readonly server: NetServer;
+  /** HTTP/1.1 servers whose idle keep-alive connections close() ends at once. */
+  private readonly http1Servers: HttpServer[] = [];
+  /** Open HTTP/2 sessions, which close() asks to end with a GOAWAY. */
+  private readonly sessions = new Set<ServerHttp2Session>();
 
   constructor(config: Config, handlers: ListenerHandlers) {
     const settings: Settings = { maxConcurrentStreams: HTTP2_MAX_CONCURRENT_STREAMS };
@@ -62,12 +69,14 @@ export class Listener {
         compat(handlers.request),
       );
       attachHttp1(secure, handlers);
+      this.trackSessions(secure);
       this.server = secure;
     } else if (config.h2c) {
       this.server = this.createPlainSniffer(handlers, settings);
     } else {
       const http1 = createServer(handlers.request);
       attachHttp1(http1, handlers);
+      this.http1Servers.push(http1);
       this.server = http1;
     }
     this.server.on("connection", (socket: Socket) => this.track(socket));
@@ -87,13 +96,39 @@ export class Listener {
     return this.server.address() as AddressInfo | null;
   }
 
-  /** Stops accepting and destroys every open connection. */
-  close(): Promise<void> {
+  /**
+   * Stops accepting and closes idle HTTP/1.1 keep-alive connections at
+   * once. Requests still in progress (a publish, say) may finish within
+   * budgetMs; every socket still open then is destroyed, so close() never
+   * waits longer than budgetMs on a keep-alive, streaming, upgraded or
+   * half-closed connection.
+   */
+  close(budgetMs = 0): Promise<void> {
     return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      for (const socket of this.sockets) {
-        socket.destroy();
+      const destroyAll = () => {
+        for (const socket of this.sockets) {
+          socket.destroy();
+        }
+      };
+      const timer = setTimeout(destroyAll, Math.max(0, budgetMs));
+      this.server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      for (const server of this.http1Servers) {
+        server.closeIdleConnections();
       }
+      for (const session of this.sessions) {
+        // Lets streams in progress finish and refuses new ones.
+        session.close();
+      }
+    });
+  }
+
+  private trackSessions(server: Http2SecureServer | Http2Server): void {
+    server.on("session", (session: ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.once("close", () => this.sessions.delete(session));
     });
   }
 
@@ -110,7 +145,9 @@ export class Listener {
   private createPlainSniffer(handlers: ListenerHandlers, settings: Settings): NetServer {
     const http1 = createServer(handlers.request);
     attachHttp1(http1, handlers);
+    this.http1Servers.push(http1);
     const http2 = createHttp2Server({ settings }, compat(handlers.request));
+    this.trackSessions(http2);
     return createNetServer((socket) => {
       let head: Buffer = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
@@ -141,7 +178,10 @@ function attachHttp1(server: HttpServer | Http2SecureServer | Http2Server, handl
   server.on("upgrade", handlers.upgrade);
   server.on("clientError", (error: Error, socket: Duplex) => {
     // Malformed HTTP from one client gets a 400, and the others are still served.
+    handlers.clientError?.(error);
     if (socket.writable) {
+      // Destroyed once flushed, so a client that never sends its FIN cannot hold close() open.
+      socket.once("finish", () => socket.destroy());
       socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     } else {
       socket.destroy(error);

@@ -67,3 +67,19 @@ test("monitor reports failed authentication", () => {
   assert.deepEqual(seen[1], { type: "auth.failed", transport: "sse", code: "token_expired" });
   assert.equal(lines.find((entry) => entry.msg === "authentication failed")?.code, "token_expired");
 });
+
+test("monitor logs a stalled client", () => {
+  const { lines, seen, monitor } = setup();
+  monitor.stalled(4096);
+  monitor.closed(undefined, "stalled");
+
+  assert.deepEqual(
+    seen.map((event) => event.type),
+    ["connection.opened", "connection.closed"],
+  );
+  const line = lines.find((entry) => entry.msg === "stalled client closed");
+  assert.ok(line, "no stalled log line");
+  assert.equal(line.bufferedBytes, 4096);
+  assert.equal(line.level, 30);
+  assert.equal(line.connection, "c-7");
+});

@@ -40,6 +40,11 @@ export class ConnectionMonitor {
     this.context.events.emit({ type: "slow_consumer", transport: this.transport, connection: this.connection, bufferedBytes });
   }
 
+  /** Logs a client cut because it took no byte of its output for a while; its close reason says "stalled". */
+  stalled(bufferedBytes: number): void {
+    this.context.logLimiter.write(this.log, "info", { bufferedBytes }, "stalled client closed");
+  }
+
   rateLimited(): void {
     this.context.logLimiter.write(this.log, "info", {}, "rate-limited client closed");
     this.context.events.emit({ type: "rate_limited", transport: this.transport, connection: this.connection });

@@ -1,8 +1,10 @@
 import type { IncomingMessage } from "node:http";
+import type { AdminToken } from "../auth/admin-token.js";
 import type { StreamPosition } from "../broker/broker.js";
 import { validateChannel } from "../channel.js";
 import { decodeCursor } from "../cursor.js";
 import { protocolError } from "../errors.js";
+import { isInternalChannel } from "../events.js";
 
 /** The channels, resume cursor and token of an SSE request, checked and decoded. */
 export interface SseRequest {
@@ -12,14 +14,21 @@ export interface SseRequest {
   readonly since: Map<string, StreamPosition> | undefined;
   /** Token from `Authorization: Bearer` or the `token` query parameter. */
   readonly token: string | undefined;
+  /** Whether the token is the admin token, which may follow internal `$` channels. */
+  readonly admin: boolean;
 }
 
 /**
  * Reads `channel` (repeatable), the resume cursor and the token. Throws
  * `missing_channel`, `too_many_channels`, `invalid_channel` or
  * `invalid_cursor` naming what is wrong.
+ *
+ * An internal channel (`$admin:stats`) passes only with a token, and the
+ * caller must still reject it unless `admin` is set. Without a token it is
+ * an invalid name, as on every other transport.
  */
-export function parseSseRequest(req: IncomingMessage, url: URL, maxChannels: number): SseRequest {
+export function parseSseRequest(req: IncomingMessage, url: URL, maxChannels: number, adminToken: AdminToken): SseRequest {
+  const token = bearerToken(req) ?? nonEmpty(url.searchParams.get("token"));
   const channels = url.searchParams.getAll("channel");
   if (channels.length === 0) {
     throw protocolError("missing_channel", "Name at least one channel, for example /sse?channel=news.");
@@ -32,7 +41,11 @@ export function parseSseRequest(req: IncomingMessage, url: URL, maxChannels: num
   }
   const seen = new Set<string>();
   for (const channel of channels) {
-    validateChannel(channel);
+    if (isInternalChannel(channel) && token !== undefined) {
+      validateChannel(channel.slice(1));
+    } else {
+      validateChannel(channel);
+    }
     if (seen.has(channel)) {
       throw protocolError("invalid_channel", `Channel ${channel} is named more than once.`);
     }
@@ -45,7 +58,7 @@ export function parseSseRequest(req: IncomingMessage, url: URL, maxChannels: num
   const cursor = (typeof header === "string" && header !== "" ? header : undefined) ?? nonEmpty(url.searchParams.get("lastEventId"));
   const since = cursor === undefined ? undefined : decodeCursor(cursor, channels);
 
-  return { channels, since, token: bearerToken(req) ?? nonEmpty(url.searchParams.get("token")) };
+  return { channels, since, token, admin: adminToken.matches(token) };
 }
 
 function bearerToken(req: IncomingMessage): string | undefined {

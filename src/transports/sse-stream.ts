@@ -3,7 +3,7 @@ import type { StreamPosition } from "../broker/broker.js";
 import { encodeCursor } from "../cursor.js";
 import type { EncodedPublication } from "../encoded.js";
 import type { Hub, SubscribeResult, Subscriber, Subscription } from "../hub.js";
-import type { Logger } from "../log.js";
+import type { ConnectionMonitor } from "./connection-monitor.js";
 import { formatEvent, HEARTBEAT, retryField } from "./sse-wire.js";
 
 /** Response headers of every event stream, also of the one sent while draining. */
@@ -21,7 +21,8 @@ const STALLED_HEARTBEATS_LIMIT = 2;
 
 export interface SseStreamOptions {
   readonly hub: Hub;
-  readonly log: Logger;
+  /** Reports the stream's lifecycle and carries its child logger. */
+  readonly monitor: ConnectionMonitor;
   readonly retryMs: number;
   readonly outboundBufferBytes: number;
   readonly onClosed: (stream: SseStream) => void;
@@ -45,6 +46,8 @@ export class SseStream implements Subscriber {
   private written = 0;
   private flushedAtLastBeat = 0;
   private stalledBeats = 0;
+  /** Close reason label, set by whichever side ends the stream first. */
+  private endReason: string | undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -71,6 +74,11 @@ export class SseStream implements Subscriber {
     }
     const failure = settled.find((outcome) => outcome.status === "rejected");
     if (failure !== undefined || this.closed || this.draining || this.overflowed) {
+      if (this.overflowed) {
+        this.endReason ??= "try_again_later";
+      } else if (this.draining) {
+        this.endReason ??= "going_away";
+      }
       this.release();
       if (failure !== undefined) {
         throw failure.reason;
@@ -114,6 +122,7 @@ export class SseStream implements Subscriber {
 
   deliver(event: EncodedPublication): void {
     if (this.closed) {
+      this.options.monitor.drop("closing");
       return;
     }
     this.positions.set(event.channel, { epoch: event.publication.epoch, offset: event.offset });
@@ -136,7 +145,7 @@ export class SseStream implements Subscriber {
 
   /** Called only before activate(), so while start() still waits and nothing is written yet. */
   overflow(): void {
-    this.options.log.info({ channels: this.channels.length }, "sse stream not started: too many events while recovering");
+    this.options.monitor.log.info({ channels: this.channels.length }, "sse stream not started: too many events while recovering");
     this.overflowed = true;
   }
 
@@ -162,8 +171,8 @@ export class SseStream implements Subscriber {
     }
     this.flushedAtLastBeat = flushed;
     if (this.stalledBeats >= STALLED_HEARTBEATS_LIMIT) {
-      this.options.log.info({ buffered }, "sse stream cut: the client stopped reading");
-      this.destroy();
+      this.options.monitor.stalled(buffered);
+      this.destroy("stalled");
       return;
     }
     this.write(HEARTBEAT);
@@ -173,24 +182,36 @@ export class SseStream implements Subscriber {
   drain(): void {
     this.draining = true;
     if (this.started && !this.closed) {
+      this.endReason ??= "going_away";
       this.write(retryField(jitteredRetry(this.options.retryMs)));
       this.res.end();
     }
   }
 
-  /** Cuts the connection (the HTTP/2 stream alone over HTTP/2) and releases the subscriptions at once. */
-  destroy(): void {
+  /**
+   * Cuts the connection (the HTTP/2 stream alone over HTTP/2) and releases
+   * the subscriptions at once. `reason` labels the close unless the stream
+   * was already ending for another reason.
+   */
+  destroy(reason = "going_away"): void {
+    this.endReason ??= reason;
     this.close();
     this.res.destroy();
   }
 
-  /** Releases the subscriptions; called once the response closed. */
+  /** Labels the close of a request rejected with this error code before the stream started. */
+  rejected(code: string): void {
+    this.endReason ??= code;
+  }
+
+  /** Releases the subscriptions and reports the close; called once the response closed. */
   close(): void {
     if (this.closed) {
       return;
     }
     this.closed = true;
     this.release();
+    this.options.monitor.closed(undefined, this.endReason ?? "client_closed");
     this.options.onClosed(this);
   }
 
@@ -221,8 +242,9 @@ export class SseStream implements Subscriber {
       return;
     }
     if (this.res.writableLength > this.options.outboundBufferBytes) {
-      this.options.log.info({ buffered: this.res.writableLength }, "slow sse consumer cut");
-      this.destroy();
+      this.options.monitor.drop("slow_consumer");
+      this.options.monitor.slowConsumer(this.res.writableLength);
+      this.destroy("slow_consumer");
       return;
     }
     this.written += chunk.length;

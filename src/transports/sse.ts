@@ -1,9 +1,12 @@
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { checkSubscribe } from "../auth/identity.js";
+import { checkSubscribe, type Identity } from "../auth/identity.js";
 import { protocolError, toHeraldError } from "../errors.js";
+import { isInternalChannel } from "../events.js";
 import { sendError } from "../http/respond.js";
 import type { Logger } from "../log.js";
-import { parseSseRequest } from "./sse-request.js";
+import { ConnectionMonitor } from "./connection-monitor.js";
+import { parseSseRequest, type SseRequest } from "./sse-request.js";
 import { sendReconnectLater, SseStream } from "./sse-stream.js";
 import type { Transport, TransportContext } from "./transport.js";
 
@@ -23,10 +26,16 @@ const PREFLIGHT_HEADERS: Readonly<Record<string, string>> = {
  * Server-Sent Events at GET /sse?channel=…: one stream per request, over
  * HTTP/1.1 or HTTP/2. Each event's `id:` is a cursor over all of the
  * stream's channels, so a reconnecting EventSource resumes them all.
+ *
+ * A stream opened with the admin token (the admin page's live feed) may
+ * follow every channel, internal ones included. It is an operator's
+ * stream, not a client's, so its lifecycle events carry the transport
+ * label "admin" and connectionCount() leaves it out.
  */
 export class SseTransport implements Transport {
   readonly name = "sse";
   private readonly streams = new Set<SseStream>();
+  private readonly adminStreams = new Set<SseStream>();
   private readonly log: Logger;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private drained: (() => void) | undefined;
@@ -39,7 +48,7 @@ export class SseTransport implements Transport {
   }
 
   connectionCount(): number {
-    return this.streams.size;
+    return this.streams.size - this.adminStreams.size;
   }
 
   handleRequest(req: IncomingMessage, res: ServerResponse, url: URL): void {
@@ -88,40 +97,70 @@ export class SseTransport implements Transport {
     if (req.method !== "GET") {
       throw protocolError("method_not_allowed", `Open an event stream with GET, not ${req.method}.`);
     }
-    const { config, hub, auth } = this.context;
+    const { config, hub } = this.context;
     if (this.context.state() !== "running") {
       // EventSource stops for good on any status but 200, so a node that
       // will not serve the stream still responds 200 with a retry delay.
       sendReconnectLater(res, config.sse.retryMs);
       return;
     }
-    const request = parseSseRequest(req, url, config.limits.maxChannelsPerConnection);
+    const request = parseSseRequest(req, url, config.limits.maxChannelsPerConnection, this.context.adminToken);
 
     // The stream watches the response from this tick on, so a client that
     // leaves while the token is checked or history is read is released.
+    const monitor = new ConnectionMonitor(this.context, request.admin ? "admin" : "sse", randomUUID(), req.socket.remoteAddress ?? "");
     const stream = new SseStream(res, request.channels, {
       hub,
-      log: this.log,
+      monitor,
       retryMs: config.sse.retryMs,
       outboundBufferBytes: config.limits.outboundBufferBytes,
       onClosed: (closed) => this.forget(closed),
     });
     this.streams.add(stream);
+    if (request.admin) {
+      this.adminStreams.add(stream);
+    }
     res.once("close", () => stream.close());
     res.once("error", () => stream.close());
     if (this.drained !== undefined) {
       stream.drain();
     }
 
-    const identity = await auth.authenticate(request.token);
+    try {
+      if (!request.admin) {
+        await this.authorize(request, monitor);
+      }
+      await stream.start(request.since);
+    } catch (error) {
+      stream.rejected(toHeraldError(error).code);
+      throw error;
+    }
+  }
+
+  /** Checks the token and the channels of a stream opened without the admin token. */
+  private async authorize(request: SseRequest, monitor: ConnectionMonitor): Promise<void> {
+    const { auth, hub } = this.context;
+    let identity: Identity;
+    try {
+      identity = await auth.authenticate(request.token);
+    } catch (error) {
+      monitor.authFailed(toHeraldError(error).code);
+      throw error;
+    }
+    if (!identity.anonymous) {
+      monitor.identify(identity.user);
+    }
     for (const channel of request.channels) {
+      if (isInternalChannel(channel)) {
+        throw protocolError("forbidden", `Channel ${channel} is internal; only the admin token may follow it.`);
+      }
       checkSubscribe(identity, hub.namespaceOf(channel), channel);
     }
-    await stream.start(request.since);
   }
 
   private forget(stream: SseStream): void {
     this.streams.delete(stream);
+    this.adminStreams.delete(stream);
     if (this.drained !== undefined && this.streams.size === 0) {
       this.drained();
     }

@@ -1,13 +1,15 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
+import type { AdminToken } from "../auth/admin-token.js";
 import type { Authenticator } from "../auth/identity.js";
 import type { Config } from "../config.js";
 import type { HeraldEvents } from "../events.js";
 import type { Hub } from "../hub.js";
+import type { NodeState } from "../lifecycle.js";
 import type { Logger } from "../log.js";
 import type { LogLimiter } from "../log-limiter.js";
 
-export type NodeState = "running" | "draining" | "closed";
+export type { NodeState };
 
 /** What every transport gets from the node. */
 export interface TransportContext {
@@ -19,6 +21,8 @@ export interface TransportContext {
   /** Lifecycle events for metrics and tests; see ConnectionMonitor for connection events. */
   readonly events: HeraldEvents;
   readonly auth: Authenticator;
+  /** The admin token; over SSE its holder may follow internal `$` channels. */
+  readonly adminToken: AdminToken;
   readonly nodeId: string;
   state(): NodeState;
 }

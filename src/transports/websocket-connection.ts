@@ -265,6 +265,11 @@ export class WebSocketConnection implements Subscriber, Flushable {
       }
       return;
     }
+    if (this.context.state() !== "running") {
+      // New work would hold the drain open; the client retries it on the node it reconnects to.
+      this.socket.send(errorFrame(command.id, protocolError("draining")));
+      return;
+    }
     this.inFlight++;
     this.execute(command)
       .then((result) => this.reply(command.id, result))

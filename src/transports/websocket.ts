@@ -1,9 +1,17 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
+import { rejectUpgrade } from "../http/reject-upgrade.js";
+import { jitteredRetryAfterSeconds } from "../jitter.js";
 import type { Transport, TransportContext } from "./transport.js";
 import { FlushQueue } from "./websocket-frames.js";
 import { WebSocketConnection } from "./websocket-connection.js";
+
+/** How often a draining node looks for connections that finished their work, in ms. */
+const DRAIN_SWEEP_MS = 50;
+
+/** Close code sent to clients when the node drains: 1001 "going away" (RFC 6455 section 7.4.1). */
+const GOING_AWAY = 1001;
 
 /**
  * WebSocket (RFC 6455) at /ws. The `ws` server runs without its own HTTP
@@ -19,7 +27,7 @@ export class WebSocketTransport implements Transport {
   private readonly heartbeat: NodeJS.Timeout | undefined;
   private readonly flushQueue: FlushQueue;
   private readonly maintenance: NodeJS.Timeout[] = [];
-  private draining = false;
+  /** Set while draining; resolves drain() once the last connection is gone. */
   private drained: (() => void) | undefined;
   private upgradeHeaders: string[] = [];
 
@@ -60,13 +68,14 @@ export class WebSocketTransport implements Transport {
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.context.state() !== "running") {
-      rejectUpgrade(socket, 503, "Service Unavailable", { "Retry-After": "5" }, "draining");
+      const retryAfter = jitteredRetryAfterSeconds(this.context.config.sse.retryMs);
+      rejectUpgrade(socket, "draining", { "Retry-After": String(retryAfter) });
       return;
     }
     const allowed = this.context.config.websocket.allowedOrigins;
     const origin = req.headers.origin;
     if (allowed.length > 0 && origin !== undefined && !allowed.includes(origin)) {
-      rejectUpgrade(socket, 403, "Forbidden", {}, "origin_forbidden");
+      rejectUpgrade(socket, "origin_forbidden");
       return;
     }
     this.server.handleUpgrade(req, socket, head, (ws) => {
@@ -82,20 +91,25 @@ export class WebSocketTransport implements Transport {
     });
   }
 
-  async drain(): Promise<void> {
-    this.draining = true;
+  /**
+   * Sends a 1001 close to every idle connection at once. A busy connection
+   * (a command awaiting its reply, or data not yet written to the socket)
+   * is closed as soon as a sweep finds it idle. Resolves when every
+   * connection is gone; the node destroys the rest at its drain timeout.
+   */
+  drain(): Promise<void> {
     const done = new Promise<void>((resolve) => {
       this.drained = resolve;
     });
     this.closeIdle();
-    // Busy connections are checked again until each has finished its work.
-    const timer = setInterval(() => this.closeIdle(), 50);
     if (this.connections.size === 0) {
       this.drained?.();
     }
-    await done;
-    clearInterval(timer);
-    this.stopMaintenance();
+    const sweep = setInterval(() => this.closeIdle(), DRAIN_SWEEP_MS);
+    return done.finally(() => {
+      clearInterval(sweep);
+      this.stopMaintenance();
+    });
   }
 
   destroy(): void {
@@ -114,14 +128,14 @@ export class WebSocketTransport implements Transport {
   private closeIdle(): void {
     for (const connection of this.connections) {
       if (connection.idle()) {
-        connection.close(1001, "server draining");
+        connection.close(GOING_AWAY, "server draining");
       }
     }
   }
 
   private forget(connection: WebSocketConnection): void {
     this.connections.delete(connection);
-    if (this.draining && this.connections.size === 0) {
+    if (this.connections.size === 0) {
       this.drained?.();
     }
   }
@@ -137,16 +151,4 @@ export class WebSocketTransport implements Transport {
       connection.socket.ping();
     }
   }
-}
-
-function rejectUpgrade(socket: Duplex, status: number, text: string, headers: Record<string, string>, code: string): void {
-  const body = JSON.stringify({ error: { code, message: text } });
-  const lines = [
-    `HTTP/1.1 ${status} ${text}`,
-    "Connection: close",
-    "Content-Type: application/json",
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
-  ];
-  socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
 }

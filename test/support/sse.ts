@@ -1,4 +1,5 @@
 import { request, type IncomingHttpHeaders } from "node:http";
+import { connect, type Socket } from "node:net";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 
 /**
@@ -87,4 +88,16 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
 export async function getJson(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   const response = await fetch(url, { headers });
   return { status: response.status, body: await response.json() };
+}
+
+/** Sends a GET on a raw socket and never reads the response. */
+export function pausedReader(port: number, path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
+      socket.pause();
+      resolve(socket);
+    });
+    socket.once("error", reject);
+  });
 }
