@@ -152,7 +152,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
   /**
    * Whether a push may be sent now. When not, it counts the drop, and
    * closes a slow consumer: one with more bytes waiting than the outbound
-   * limit, counting the queue and what the TCP socket holds unsent
+   * limit, counting the queue and the bytes the TCP socket has not sent
    * (ws.bufferedAmount includes the socket's writableLength, and so the
    * frames that flush wrote there).
    */
@@ -211,7 +211,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
    * Writes the queued frames straight to the TCP socket, in one write
    * (corked when there are several). Bypassing ws.send is safe under
    * these invariants: per-message deflate is off, so ws never compresses
-   * or holds frames back; Herald never sends Blobs, the only other reason
+   * or delays frames; Herald never sends Blobs, the only other reason
    * ws's sender queues; ws writes each frame it sends synchronously and
    * whole, so frames never interleave; and nothing is written once the
    * WebSocket is no longer OPEN, because no data frame may follow a close
@@ -224,7 +224,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     }
     this.queued = undefined;
     this.queuedBytes = 0;
-    if (this.closing || this.socket.readyState !== WebSocket.OPEN) {
+    if (this.closing || this.socket.readyState !== WebSocket.OPEN || !this.raw.writable) {
       return;
     }
     if (!Array.isArray(queued)) {
