@@ -32,23 +32,23 @@ const fanoutCases = full
       { subscribers: 5_000, rate: 50, seconds: 10 },
     ]
   : [
-      { subscribers: 2_000, rate: 20, seconds: 3 },
-      { subscribers: 5_000, rate: 50, seconds: 3 },
+      { subscribers: 2_000, rate: 20, seconds: 2 },
+      { subscribers: 5_000, rate: 50, seconds: 2 },
     ];
 const sseCases = full
   ? [
       { subscribers: 2_000, rate: 20, seconds: 10 },
       { subscribers: 5_000, rate: 50, seconds: 10 },
     ]
-  : [{ subscribers: 2_000, rate: 20, seconds: 3 }];
+  : [{ subscribers: 2_000, rate: 20, seconds: 2 }];
 /** Full runs only: the rate raised step by step until a server falls behind. */
 const stepCase = { subscribers: 5_000, rates: [10, 20, 30, 40, 50, 60, 80, 100], seconds: 5 };
 const idleCase = full ? { small: 2_000, large: 18_000 } : { small: 2_000, large: 10_000 };
 const manyCase = full
   ? { connections: 10_000, shared: 10, rate: 1_000, seconds: 10 }
-  : { connections: 2_000, shared: 10, rate: 500, seconds: 3 };
+  : { connections: 2_000, shared: 10, rate: 500, seconds: 2 };
 
-const apiCase = { seconds: full ? 10 : 3 };
+const apiCase = { seconds: full ? 10 : 2 };
 
 function median(values) {
   const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
@@ -114,7 +114,7 @@ async function main() {
     sections.many = { ...manyCase, rows: summarize(results) };
   }
   if (!only || only === "api") {
-    // One trial: autocannon's own average over the run stands in for the median.
+    // One trial, because autocannon averages over the whole run.
     sections.api = { ...apiCase, rows: await publishApi([herald, naive, socketIo], apiCase) };
     for (const row of sections.api.rows) console.log(`api ${row.server} ${row.endpoint}: ${JSON.stringify(row)}`);
   }

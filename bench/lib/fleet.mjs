@@ -130,7 +130,7 @@ export class Publisher {
           res.on("end", () => {
             this.inFlight--;
             if (res.statusCode !== 200) {
-              reject(new Error(`publish answered ${res.statusCode}: ${Buffer.concat(chunks).toString()}`));
+              reject(new Error(`publish failed with status ${res.statusCode}: ${Buffer.concat(chunks).toString()}`));
               return;
             }
             const reply = JSON.parse(Buffer.concat(chunks).toString());

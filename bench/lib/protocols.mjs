@@ -113,7 +113,7 @@ const socketIo = {
   },
 };
 
-/** The query that subscribes an SSE stream to the connection's channels. */
+/** Builds the query that subscribes an SSE stream to the connection's channels. */
 function channelQuery(connection) {
   return connection.channels.map((channel) => `channel=${encodeURIComponent(channel.name)}`).join("&");
 }

@@ -14,7 +14,7 @@ function run(options) {
   });
 }
 
-/** The request bodies to send to a server: single publishes, and batches where the server has them. */
+/** Returns the request bodies to send to a server: single publishes, and batches where the server has them. */
 function targets(spec) {
   const single = JSON.stringify({ channel: "api", data: { n: 1, pad: "-".repeat(64) } });
   const list = [{ label: spec.publishPath, path: spec.publishPath, body: single, publishesPerRequest: 1 }];

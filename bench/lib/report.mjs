@@ -46,7 +46,7 @@ function deliveryTable(rows) {
   );
 }
 
-/** Checks this run's figures against Herald's targets; each line says the figures it compared. */
+/** Checks this run's figures against Herald's targets; each line names the figures it compared. */
 function targetLines(sections) {
   const lines = [];
   const check = (ok, text) => lines.push(`| ${text} | ${ok === undefined ? "not measured" : ok ? "met" : "not met"} |`);

@@ -1,5 +1,5 @@
 // The publish endpoint every peer server shares with the harness:
-// POST /publish with {"channel", "data"} answers {"seq"}, the channel's
+// POST /publish with {"channel", "data"} returns {"seq"}, the channel's
 // sequence number given to that publication.
 
 /** Handles POST /publish; returns false for any other request. */
@@ -23,7 +23,11 @@ export function portArgument() {
   return index === -1 ? 0 : Number(process.argv[index + 1]);
 }
 
-/** Prints the bound port on the line the harness waits for. */
+/**
+ * Prints the bound port on the line the harness waits for, and makes
+ * SIGTERM a normal exit, so that `node --cpu-prof` writes its profile.
+ */
 export function announce(server) {
+  process.once("SIGTERM", () => process.exit(0));
   process.stdout.write(`listening ${server.address().port}\n`);
 }
