@@ -1,7 +1,7 @@
 import cluster from "node:cluster";
 import { constants } from "node:os";
 import { runWorkers } from "./cluster.js";
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, loadConfig, type Config } from "./config.js";
 import { EXIT_MARGIN_MS } from "./lifecycle.js";
 import { createLogger } from "./log.js";
 import { HeraldServer } from "./server.js";
@@ -42,9 +42,20 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(argv: string[]): Promise<number> {
-  let config;
+  let server: HeraldServer;
+  let config: Config;
   try {
     config = loadConfig({ argv });
+    if (config.workers > 1 && cluster.isPrimary) {
+      // Each worker checks the rest of the settings as it starts.
+      return runWorkers(config.workers, createLogger(config.log.level));
+    }
+    if (cluster.isWorker && config.nodeId !== "") {
+      // Each worker is a node of its own, so it needs a name of its own.
+      config = loadConfig({ argv, overrides: { nodeId: `${config.nodeId}-${cluster.worker?.id}` } });
+    }
+    // The server checks settings that need more than the schema, such as token keys.
+    server = new HeraldServer(config);
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
@@ -52,14 +63,6 @@ async function serve(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  if (config.workers > 1 && cluster.isPrimary) {
-    return runWorkers(config.workers, createLogger(config.log.level));
-  }
-  if (cluster.isWorker && config.nodeId !== "") {
-    // Each worker is a node of its own, so it needs a name of its own.
-    config = loadConfig({ argv, overrides: { nodeId: `${config.nodeId}-${cluster.worker?.id}` } });
-  }
-  const server = new HeraldServer(config);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;

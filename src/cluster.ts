@@ -11,7 +11,8 @@ const RESTART_DELAY_MS = 1_000;
  * worker that dies before it listened stops them all, because its
  * siblings would fail the same way. The first SIGTERM or SIGINT is passed to every worker
  * as SIGTERM, so each drains; a second one ends them at once. Resolves
- * with the exit code: 0 when every worker drained and exited cleanly.
+ * with the exit code: 0 when every worker drained and exited cleanly,
+ * else the code of the first worker that did not.
  */
 export function runWorkers(count: number, log: Logger): Promise<number> {
   return new Promise((resolve) => {
@@ -35,8 +36,9 @@ export function runWorkers(count: number, log: Logger): Promise<number> {
         setTimeout(() => cluster.fork(), RESTART_DELAY_MS);
         return;
       }
-      if (code !== 0) {
-        exitCode = 1;
+      if (code !== 0 && exitCode === 0) {
+        // A worker's own exit code says why it stopped, such as 2 for invalid settings.
+        exitCode = code || 1;
       }
       if (!stopping) {
         log.error({ worker: worker.id, code, signal }, "worker failed to start; stopping every worker");

@@ -78,6 +78,42 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    auth: z
+      .object({
+        /** Shared secret for HS256 tokens. Empty: HMAC tokens are not accepted. */
+        hmacSecret: z.string().default(""),
+        /** RSA (RS256) or P-256 (ES256) public keys, each as PEM text or a path to a PEM file. */
+        publicKeys: z.array(z.string().min(1)).default([]),
+        /** URL of a JSON Web Key Set with RS256 or ES256 keys. Empty: no JWKS. */
+        jwksUrl: z.string().default(""),
+        /** How long a fetched JWKS is used before it is fetched again, in ms. */
+        jwksCacheMs: millis(600_000),
+        /** Minimum time between two fetches caused by an unknown key id, in ms. */
+        jwksCooldownMs: millis(30_000),
+        /** Time allowed for one JWKS fetch, in ms. */
+        jwksTimeoutMs: positiveInt(5_000),
+        /** Accepted `aud` values; empty: `aud` is not checked. */
+        audience: z.array(z.string().min(1)).default([]),
+        /** Accepted `iss` values; empty: `iss` is not checked. */
+        issuer: z.array(z.string().min(1)).default([]),
+        /** Clock difference tolerated when checking `exp` and `nbf`, in ms. */
+        clockSkewMs: millis(30_000),
+        /** Claim listing the channels or patterns the user may subscribe to. */
+        subscribeClaim: z.string().min(1).default("channels"),
+        /** Claim listing the channels or patterns the user may publish on. */
+        publishClaim: z.string().min(1).default("publish"),
+      })
+      .strict()
+      .prefault({}),
+    cors: z
+      .object({
+        /** Origins (`scheme://host[:port]`) whose pages may call the HTTP endpoints; `*` allows any. Empty: same-origin only. */
+        allowedOrigins: z.array(z.string().min(1)).default([]),
+        /** How long a browser may cache a preflight response, in seconds. */
+        maxAgeSeconds: z.number().int().min(0).default(600),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -92,7 +128,7 @@ export const configSchema = z
         missedPongs: positiveInt(2),
         /** Largest accepted client frame, in bytes. */
         maxMessageSize: positiveInt(64 * 1024),
-        /** Origins allowed to open a WebSocket; empty allows any. */
+        /** Origins allowed to open a WebSocket; `*` allows any. Empty: same-origin pages and clients that send no Origin. */
         allowedOrigins: z.array(z.string()).default([]),
         /**
          * Time events wait before they are written, in ms, so that more of
@@ -236,6 +272,8 @@ const ENV_ALIASES: Record<string, string> = {
   HERALD_LOG_LEVEL: "log.level",
   HERALD_TLS_CERT: "tls.cert",
   HERALD_TLS_KEY: "tls.key",
+  HERALD_JWT_SECRET: "auth.hmacSecret",
+  HERALD_JWKS_URL: "auth.jwksUrl",
 };
 
 /**

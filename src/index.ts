@@ -21,3 +21,6 @@ export { encodeCursor, decodeCursor } from "./cursor.js";
 export { HeraldEvents } from "./events.js";
 export type { HeraldEvent, HeraldEventType } from "./events.js";
 export type { LifecycleEvent, LifecycleListener, NodeState } from "./lifecycle.js";
+export { AnonymousAuthenticator } from "./auth/identity.js";
+export type { Authenticator, Identity } from "./auth/identity.js";
+export { JwtAuthenticator, createAuthenticator } from "./auth/jwt.js";

@@ -5,7 +5,7 @@ import { Admin } from "./admin/admin.js";
 import { NodeStatsCollector } from "./admin/node-stats.js";
 import { AdminToken } from "./auth/admin-token.js";
 import type { Authenticator } from "./auth/identity.js";
-import { AnonymousAuthenticator } from "./auth/identity.js";
+import { createAuthenticator } from "./auth/jwt.js";
 import type { Broker } from "./broker/broker.js";
 import { createBroker } from "./broker/create-broker.js";
 import { Namespaces } from "./channel.js";
@@ -20,6 +20,8 @@ import { rejectUpgrade } from "./http/reject-upgrade.js";
 import { GrpcTransport } from "./grpc/grpc-transport.js";
 import { Hub } from "./hub.js";
 import { Lifecycle, type LifecycleListener } from "./lifecycle.js";
+import { applyCors } from "./http/cors.js";
+import { ConnectionLimiter } from "./limits/connection-limiter.js";
 import { createLogger, type Logger } from "./log.js";
 import { LogLimiter } from "./log-limiter.js";
 import { Metrics } from "./metrics.js";
@@ -62,6 +64,7 @@ export class HeraldServer {
   private readonly lifecycle = new Lifecycle();
   /** HTTP responses in progress, so shutdown can ask their clients to reconnect. */
   private readonly responses = new Set<ServerResponse>();
+  private readonly auth: Authenticator;
   private brokerAvailable = false;
   private closing: Promise<void> | undefined;
 
@@ -79,7 +82,8 @@ export class HeraldServer {
       this.logLimiter.write(this.log, "error", { err: error, event: event.type }, "event listener failed");
     });
     logBrokerEvents(this.events, this.log, this.logLimiter);
-    const auth = options.authenticator ?? new AnonymousAuthenticator();
+    const auth = options.authenticator ?? createAuthenticator(config.auth);
+    this.auth = auth;
     const broker = options.broker ?? createBroker(config, this.log, this.nodeId);
     this.hub = new Hub(broker, new Namespaces(config, auth.enabled), config.idempotencyWindowMs, this.events);
     this.hub.onAvailabilityChange((available) => {
@@ -97,6 +101,7 @@ export class HeraldServer {
       auth,
       adminToken,
       nodeId: this.nodeId,
+      limiter: new ConnectionLimiter(config.limits.maxConnectionsPerIp),
       state: () => this.lifecycle.state,
     };
     this.websocket = new WebSocketTransport(context);
@@ -154,6 +159,9 @@ export class HeraldServer {
     const grpcPort = this.grpc ? await this.grpc.listen() : undefined;
     await this.registry.start();
     this.log.info({ port, grpcPort, host: this.config.host, broker: this.hub.broker.kind, node: this.nodeId }, "herald started");
+    if (!this.auth.enabled) {
+      this.log.warn("no token key configured: anonymous clients may subscribe to every channel");
+    }
     if (this.config.apiKeys.length === 0) {
       this.log.warn("no API key configured: the publish API accepts loopback clients only");
     }
@@ -272,7 +280,7 @@ export class HeraldServer {
       this.websocket.handleUpgrade(req, socket, head);
       return;
     }
-    rejectUpgrade(socket, "not_found");
+    rejectUpgrade(socket, protocolError("not_found", `No WebSocket endpoint at ${JSON.stringify(path?.slice(0, 100))}; use /ws.`));
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
@@ -313,11 +321,13 @@ export class HeraldServer {
         }
         return;
       case "/api/publish":
+        if (applyCors(req, res, this.config, ["POST"])) return;
         expectMethod(method, "POST");
         this.api.authorize(req);
         await this.api.publish(req, res);
         return;
       case "/api/publish_batch":
+        if (applyCors(req, res, this.config, ["POST"])) return;
         expectMethod(method, "POST");
         this.api.authorize(req);
         await this.api.publishBatch(req, res);
@@ -328,6 +338,7 @@ export class HeraldServer {
         sendJson(res, 200, { node: this.nodeId, broker: this.hub.broker.kind, ...(await this.registry.list()) });
         return;
       case "/api/history":
+        if (applyCors(req, res, this.config, ["GET"])) return;
         expectMethod(method, "GET");
         this.api.authorize(req);
         await this.api.history(url, res);

@@ -5,6 +5,7 @@ import { validateChannel } from "../channel.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
+import { encodePublicationData } from "../publication-data.js";
 import { readJsonBody, sendJson } from "./respond.js";
 
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
@@ -114,7 +115,7 @@ function parseItem(body: unknown, headerKey: string | undefined): PublishItem {
   }
   // Checked here, not only in the hub, so that a batch with a bad name publishes none of its items.
   const channel = validateChannel(parsed.data.channel);
-  return { channel, data: JSON.stringify(parsed.data.data), idempotencyKey };
+  return { channel, data: encodePublicationData(parsed.data.data), idempotencyKey };
 }
 
 function parseCount(text: string | null, name: string, fallback: number): number {

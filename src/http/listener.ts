@@ -13,6 +13,8 @@ import {
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import type { Config } from "../config.js";
+import { protocolError } from "../errors.js";
+import { rawErrorResponse } from "./respond.js";
 
 /**
  * Request handler shared by HTTP/1.1 and HTTP/2. HTTP/2 requests arrive
@@ -176,13 +178,15 @@ export class Listener {
 
 function attachHttp1(server: HttpServer | Http2SecureServer | Http2Server, handlers: ListenerHandlers): void {
   server.on("upgrade", handlers.upgrade);
-  server.on("clientError", (error: Error, socket: Duplex) => {
-    // Malformed HTTP from one client gets a 400, and the others are still served.
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    // Malformed HTTP from one client gets 400 (431 for oversized headers), and the others are still served.
     handlers.clientError?.(error);
     if (socket.writable) {
+      const code = error.code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : "bad_request";
+      const response = rawErrorResponse(protocolError(code, code === "bad_request" ? "The HTTP request is malformed." : undefined));
       // Destroyed once flushed, so a client that never sends its FIN cannot hold close() open.
       socket.once("finish", () => socket.destroy());
-      socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      socket.end(response);
     } else {
       socket.destroy(error);
     }

@@ -1,6 +1,6 @@
-import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
-import { ERRORS, type ErrorCode } from "../errors.js";
+import { protocolError, type ErrorCode, type HeraldError } from "../errors.js";
+import { rawErrorResponse } from "./respond.js";
 
 /**
  * Rejects an HTTP Upgrade request with an error response in the usual
@@ -9,16 +9,12 @@ import { ERRORS, type ErrorCode } from "../errors.js";
  * half-open until the client sends its FIN, so a client that never
  * closes cannot hold the server's close() open.
  */
-export function rejectUpgrade(socket: Duplex, code: ErrorCode, headers: Record<string, string> = {}): void {
-  const { status, message } = ERRORS[code];
-  const body = JSON.stringify({ error: { code, message } });
-  const lines = [
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`,
-    "Connection: close",
-    "Content-Type: application/json",
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
-  ];
+export function rejectUpgrade(socket: Duplex, error: HeraldError | ErrorCode, headers: Record<string, string> = {}): void {
+  const herald = typeof error === "string" ? protocolError(error) : error;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
   socket.once("finish", () => socket.destroy());
-  socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
+  socket.end(rawErrorResponse(herald, headers));
 }

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 
 /** Sends a JSON body with the given status. */
@@ -22,6 +22,22 @@ export function sendError(res: ServerResponse, error: unknown, headers: Record<s
   const herald = toHeraldError(error);
   sendJson(res, herald.status, { error: herald.toJSON() }, headers);
   return herald;
+}
+
+/**
+ * Builds a complete HTTP/1.1 error response with a JSON body, for sockets
+ * that have no ServerResponse (rejected upgrades, unparsable requests).
+ */
+export function rawErrorResponse(error: HeraldError, headers: Record<string, string> = {}): string {
+  const body = JSON.stringify({ error: error.toJSON() });
+  const lines = [
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? "Error"}`,
+    "Connection: close",
+    "Content-Type: application/json",
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+  ];
+  return `${lines.join("\r\n")}\r\n\r\n${body}`;
 }
 
 /**

@@ -6,6 +6,7 @@ import type { Config } from "../config.js";
 import type { HeraldEvents } from "../events.js";
 import type { Hub } from "../hub.js";
 import type { NodeState } from "../lifecycle.js";
+import type { ConnectionLimiter } from "../limits/connection-limiter.js";
 import type { Logger } from "../log.js";
 import type { LogLimiter } from "../log-limiter.js";
 
@@ -24,6 +25,8 @@ export interface TransportContext {
   /** The admin token; over SSE its holder may follow internal `$` channels. */
   readonly adminToken: AdminToken;
   readonly nodeId: string;
+  /** Open connections per remote address, shared by every transport (limits.maxConnectionsPerIp). */
+  readonly limiter: ConnectionLimiter;
   state(): NodeState;
 }
 

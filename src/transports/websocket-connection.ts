@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Duplex } from "node:stream";
 import { WebSocket } from "ws";
+import { watchExpiry } from "../auth/expiry.js";
 import type { Identity } from "../auth/identity.js";
 import { ANONYMOUS, checkPublish, checkSubscribe } from "../auth/identity.js";
 import type { PresenceEvent, StreamPosition } from "../broker/broker.js";
@@ -8,7 +9,9 @@ import { validateChannel } from "../channel.js";
 import type { EncodedPublication } from "../encoded.js";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
+import { TokenBucket } from "../limits/token-bucket.js";
 import type { Logger } from "../log.js";
+import { encodePublicationData } from "../publication-data.js";
 import { ConnectionMonitor } from "./connection-monitor.js";
 import type { TransportContext } from "./transport.js";
 import type { Flushable, FlushQueue } from "./websocket-frames.js";
@@ -43,6 +46,8 @@ export class WebSocketConnection implements Subscriber, Flushable {
    * anonymous connect of its own that could replace the token's identity.
    */
   private authenticating: Promise<Identity> | undefined;
+  /** Settles once the first connect, explicit or implicit, has finished and its reply is sent. */
+  private connectReplied: Promise<unknown> | undefined;
   private session: string | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channels where this connection has a presence entry. */
@@ -60,10 +65,19 @@ export class WebSocketConnection implements Subscriber, Flushable {
   /** Label for the close when the code alone would mislead, such as 1011 for a ping timeout. */
   private closeLabel: string | undefined;
   private readonly monitor: ConnectionMonitor;
+  /** Commands and control frames from the client share one budget. */
+  private readonly bucket: TokenBucket;
+  /** Frames dropped in a row for the rate limit; past the burst size the connection is closed. */
+  private rejectedInRow = 0;
+  private cancelExpiry: () => void = () => undefined;
   /** Pre-framed events waiting for the next flush: one frame, or several in order. */
   private queued: Buffer | Buffer[] | undefined;
   private queuedBytes = 0;
 
+  /**
+   * @param upgradeIdentity identity from a token on the upgrade request;
+   * a `connect` command without a token keeps it.
+   */
   constructor(
     readonly socket: WebSocket,
     /** The TCP socket under `socket`, for writing pre-framed events (see flush). */
@@ -72,11 +86,19 @@ export class WebSocketConnection implements Subscriber, Flushable {
     private readonly context: TransportContext,
     private readonly onClosed: (connection: WebSocketConnection) => void,
     remoteAddress: string,
+    private readonly upgradeIdentity?: Identity,
   ) {
     this.monitor = new ConnectionMonitor(context, "websocket", this.id, remoteAddress);
+    const limits = context.config.limits;
+    this.bucket = new TokenBucket(limits.commandRate, limits.commandBurst);
+    if (upgradeIdentity) {
+      this.setIdentity(upgradeIdentity);
+    }
     socket.on("message", (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    socket.on("ping", (data) => this.onPing(data));
     socket.on("pong", () => {
       this.missedPongs = 0;
+      this.withinRate();
     });
     socket.on("close", (code) => this.onClose(code));
     socket.on("error", (error) => this.log.debug({ err: error }, "websocket error"));
@@ -150,11 +172,11 @@ export class WebSocketConnection implements Subscriber, Flushable {
   }
 
   /**
-   * Whether a push may be sent now. When not, it counts the drop, and
-   * closes a slow consumer: one with more bytes waiting than the outbound
-   * limit, counting the queue and the bytes the TCP socket has not sent
-   * (ws.bufferedAmount includes the socket's writableLength, and so the
-   * frames that flush wrote there).
+   * Whether a message may be sent now. When not, it counts the drop, and
+   * closes a slow consumer: one with more than the outbound limit waiting,
+   * counting the queue of pre-framed events and the bufferedAmount of ws
+   * and the socket in this process (which includes the frames that flush
+   * wrote there). The kernel's socket buffers come on top and are not RSS.
    */
   private accepts(): boolean {
     if (this.closing) {
@@ -169,7 +191,11 @@ export class WebSocketConnection implements Subscriber, Flushable {
     return true;
   }
 
-  /** Sends a push that is not a publication, such as a gap notice. */
+  /**
+   * Sends a message within the outbound limit. Every message to the
+   * client goes through here, replies included, except publications,
+   * which go through enqueue.
+   */
   private send(message: string): void {
     if (this.accepts()) {
       this.sendNow(message);
@@ -238,6 +264,48 @@ export class WebSocketConnection implements Subscriber, Flushable {
     this.raw.uncork();
   }
 
+  /**
+   * Takes one unit of the command budget. Over it, the first dropped frame
+   * gets a `rate_limited` error, later ones are dropped silently, and a
+   * client that goes on for another burst is closed with 4029.
+   */
+  private withinRate(): boolean {
+    if (this.bucket.take()) {
+      this.rejectedInRow = 0;
+      return true;
+    }
+    this.rejectedInRow++;
+    if (this.rejectedInRow === 1) {
+      const rate = this.context.config.limits.commandRate;
+      this.send(errorFrame(undefined, protocolError("rate_limited", `Over ${rate} commands per second; the command was dropped.`)));
+    } else if (this.rejectedInRow > this.context.config.limits.commandBurst) {
+      this.log.info({ rejected: this.rejectedInRow }, "rate limited client closed");
+      this.fail(protocolError("rate_limited"));
+    }
+    return false;
+  }
+
+  private onPing(data: Buffer): void {
+    if (this.closing || !this.withinRate()) {
+      return;
+    }
+    if (this.queuedBytes + this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
+      this.closeAsSlow();
+      return;
+    }
+    this.socket.pong(data);
+  }
+
+  /** Switches to a new identity and closes the connection with 4001 when its token expires. */
+  private setIdentity(identity: Identity): void {
+    this.identity = identity;
+    this.cancelExpiry();
+    this.cancelExpiry = watchExpiry(identity, () => {
+      this.send(errorFrame(undefined, protocolError("token_expired", "The token expired; connect again with a new token.")));
+      this.fail(protocolError("token_expired"));
+    });
+  }
+
   private closeAsSlow(): void {
     if (this.closing) {
       return;
@@ -250,6 +318,9 @@ export class WebSocketConnection implements Subscriber, Flushable {
     if (this.closing) {
       return;
     }
+    if (!this.withinRate()) {
+      return;
+    }
     if (isBinary) {
       this.fail(protocolError("binary_not_supported"));
       return;
@@ -259,24 +330,33 @@ export class WebSocketConnection implements Subscriber, Flushable {
       command = parseCommand(data.toString("utf8"));
     } catch (error) {
       if (error instanceof CommandError) {
-        this.sendNow(errorFrame(error.id, error.error));
+        this.send(errorFrame(error.id, error.error));
       } else {
-        this.sendNow(errorFrame(undefined, toHeraldError(error)));
+        this.send(errorFrame(undefined, toHeraldError(error)));
       }
       return;
     }
     if (this.context.state() !== "running") {
       // New work would hold the drain open; the client retries it on the node it reconnects to.
-      this.socket.send(errorFrame(command.id, protocolError("draining")));
+      this.sendNow(errorFrame(command.id, protocolError("draining")));
       return;
     }
     this.inFlight++;
-    this.execute(command)
+    const done = this.execute(command)
       .then((result) => this.reply(command.id, result))
-      .catch((error: unknown) => this.replyError(command.id, error))
+      .catch((error: unknown) => {
+        this.replyError(command.id, error);
+        // A rejected connect ends the connection, after the error reply names the reason.
+        if (command.type === "connect" && !this.connected) {
+          this.fail(toHeraldError(error));
+        }
+      })
       .finally(() => {
         this.inFlight--;
       });
+    if (command.type === "connect") {
+      this.connectReplied ??= done;
+    }
   }
 
   private reply(id: RequestId, result: unknown): void {
@@ -285,10 +365,10 @@ export class WebSocketConnection implements Subscriber, Flushable {
       return;
     }
     if (result instanceof RawJson) {
-      this.sendNow(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
+      this.send(`{"id":${JSON.stringify(id)},"type":"reply","result":${result.text}}`);
       return;
     }
-    this.sendNow(replyFrame(id, result));
+    this.send(replyFrame(id, result));
   }
 
   private replyError(id: RequestId, error: unknown): void {
@@ -296,7 +376,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     if (herald.code === "internal") {
       this.log.error({ err: error }, "command failed");
     }
-    this.sendNow(errorFrame(id, herald));
+    this.send(errorFrame(id, herald));
   }
 
   /** Ends the connection for an error whose code closes it. */
@@ -310,8 +390,13 @@ export class WebSocketConnection implements Subscriber, Flushable {
       return this.connect(command.token, command.session);
     }
     if (!this.connected) {
-      // A client that skips connect is anonymous.
-      await (this.authenticating ?? this.connect(undefined, undefined));
+      // Commands wait until the connect reply is sent, so replies keep the
+      // order of the commands. A client that skips connect is anonymous.
+      this.connectReplied ??= this.connect(undefined, undefined);
+      await this.connectReplied;
+      if (!this.connected) {
+        throw protocolError("unauthorized", "The connect command failed; this command was not run.");
+      }
     }
     switch (command.type) {
       case "subscribe":
@@ -325,8 +410,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
       case "presence":
         return this.presence(command.channel);
       case "refresh":
-        this.identity = await this.authenticate(command.token);
-        return {};
+        return this.refresh(command.token);
       case "ping":
         return {};
     }
@@ -345,9 +429,10 @@ export class WebSocketConnection implements Subscriber, Flushable {
     if (this.connected || this.authenticating) {
       throw protocolError("bad_request", "The connection is already connected.");
     }
-    this.authenticating = this.authenticate(token);
+    this.authenticating =
+      token === undefined && this.upgradeIdentity ? Promise.resolve(this.upgradeIdentity) : this.authenticate(token);
     try {
-      this.identity = await this.authenticating;
+      this.setIdentity(await this.authenticating);
     } finally {
       this.authenticating = undefined;
     }
@@ -372,6 +457,23 @@ export class WebSocketConnection implements Subscriber, Flushable {
     this.session ??= randomUUID();
     this.log.debug({ user: this.identity.user, session: this.session }, "client connected");
     return { client: this.id, session: this.session, node: this.context.nodeId, user: this.identity.user, restored };
+  }
+
+  /**
+   * Replaces the token before it expires, without reconnecting. The new
+   * token must be for the same user.
+   */
+  private async refresh(token: string): Promise<unknown> {
+    const identity = await this.authenticate(token);
+    if (identity.anonymous) {
+      throw protocolError("token_invalid", "The refresh command needs a token.");
+    }
+    if (identity.user !== this.identity.user) {
+      throw protocolError("token_user_mismatch", "The new token is for another user; open a new connection for that user.");
+    }
+    // NOTE: channels already subscribed stay subscribed even if the new token no longer lists them.
+    this.setIdentity(identity);
+    return { expiresAt: identity.expiresAt ?? null };
   }
 
   /**
@@ -406,7 +508,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     const offset = since !== undefined && result.recovered ? since.offset : result.top;
     const reply: SubscribeReply = { channel, epoch: result.epoch, offset, recovered: result.recovered };
     if (id !== undefined) {
-      this.sendNow(replyFrame(id, reply));
+      this.send(replyFrame(id, reply));
     }
     if (!result.recovered && since !== undefined) {
       this.gap(result.subscription, { epoch: result.epoch, offset: result.top });
@@ -442,7 +544,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
       throw protocolError("invalid_command", "Invalid publish command (data: required).");
     }
     checkPublish(this.identity, this.context.hub.namespaceOf(channel), channel);
-    const publication = await this.context.hub.publish(channel, JSON.stringify(data));
+    const publication = await this.context.hub.publish(channel, encodePublicationData(data));
     return { channel, epoch: publication.epoch, offset: publication.offset };
   }
 
@@ -511,6 +613,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
 
   private onClose(code: number): void {
     this.closing = true;
+    this.cancelExpiry();
     this.saveSession();
     for (const subscription of this.subscriptions.values()) {
       this.context.hub.unsubscribe(subscription);

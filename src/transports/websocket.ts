@@ -1,11 +1,15 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
+import type { Identity } from "../auth/identity.js";
+import { tokenFromRequest } from "../auth/request-token.js";
+import { protocolError, toHeraldError } from "../errors.js";
+import { originAllowed } from "../http/cors.js";
 import { rejectUpgrade } from "../http/reject-upgrade.js";
 import { jitteredRetryAfterSeconds } from "../jitter.js";
 import type { Transport, TransportContext } from "./transport.js";
-import { FlushQueue } from "./websocket-frames.js";
 import { WebSocketConnection } from "./websocket-connection.js";
+import { FlushQueue } from "./websocket-frames.js";
 
 /** How often a draining node looks for connections that finished their work, in ms. */
 const DRAIN_SWEEP_MS = 50;
@@ -25,8 +29,8 @@ export class WebSocketTransport implements Transport {
   private readonly server: WebSocketServer;
   private readonly connections = new Set<WebSocketConnection>();
   private readonly heartbeat: NodeJS.Timeout | undefined;
-  private readonly flushQueue: FlushQueue;
   private readonly maintenance: NodeJS.Timeout[] = [];
+  private readonly flushQueue: FlushQueue;
   /** Set while draining; resolves drain() once the last connection is gone. */
   private drained: (() => void) | undefined;
   private upgradeHeaders: string[] = [];
@@ -37,6 +41,13 @@ export class WebSocketTransport implements Transport {
       maxPayload: context.config.websocket.maxMessageSize,
       perMessageDeflate: false,
       clientTracking: false,
+      // The connection sends pongs itself, within its rate limit, so a ping flood cannot make the node write.
+      autoPong: false,
+    });
+    // ws would reject a malformed handshake with a text/html body; Herald sends its JSON error instead.
+    this.server.on("wsClientError", (error: Error, socket: Duplex) => {
+      const code = error.message === "Invalid HTTP method" ? "method_not_allowed" : "bad_request";
+      rejectUpgrade(socket, protocolError(code, `Invalid WebSocket upgrade: ${error.message}.`));
     });
     this.flushQueue = new FlushQueue(context.config.websocket.writeDelayMs);
     this.server.on("headers", (headers: string[]) => headers.push(...this.upgradeHeaders));
@@ -66,16 +77,54 @@ export class WebSocketTransport implements Transport {
     return this.connections.size;
   }
 
+  /**
+   * Checks an upgrade before the handshake: node state, Origin, the
+   * per-address connection limit, and a token in the `token` query
+   * parameter or the Authorization header. A rejected upgrade gets an HTTP
+   * status and a JSON error body, which browsers do not show to the page.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Node's HTTP server drops its error listener on upgrade sockets; a reset during the token check must not crash.
+    socket.on("error", () => socket.destroy());
     if (this.context.state() !== "running") {
       const retryAfter = jitteredRetryAfterSeconds(this.context.config.sse.retryMs);
       rejectUpgrade(socket, "draining", { "Retry-After": String(retryAfter) });
       return;
     }
-    const allowed = this.context.config.websocket.allowedOrigins;
-    const origin = req.headers.origin;
-    if (allowed.length > 0 && origin !== undefined && !allowed.includes(origin)) {
-      rejectUpgrade(socket, "origin_forbidden");
+    // Cross-site WebSocket hijacking: browsers send any site's page here with the user's cookies.
+    if (!originAllowed(req, this.context.config.websocket.allowedOrigins)) {
+      rejectUpgrade(socket, protocolError("origin_forbidden", "The Origin is not in websocket.allowedOrigins."));
+      return;
+    }
+    const address = req.socket.remoteAddress ?? "";
+    const release = this.context.limiter.acquire(address);
+    if (!release) {
+      const max = this.context.config.limits.maxConnectionsPerIp;
+      rejectUpgrade(socket, protocolError("too_many_connections", `At most ${max} connections per address are allowed.`));
+      return;
+    }
+    // The raw socket closes once, whether the upgrade fails or the WebSocket ends later.
+    socket.once("close", release);
+
+    let token: string | undefined;
+    try {
+      token = tokenFromRequest(req, new URL(req.url ?? "/", "http://herald.invalid"));
+    } catch (error) {
+      rejectUpgrade(socket, toHeraldError(error));
+      return;
+    }
+    if (token === undefined) {
+      this.accept(req, socket, head, address, undefined);
+      return;
+    }
+    this.context.auth.authenticate(token).then(
+      (identity) => this.accept(req, socket, head, address, identity),
+      (error: unknown) => rejectUpgrade(socket, toHeraldError(error)),
+    );
+  }
+
+  private accept(req: IncomingMessage, socket: Duplex, head: Buffer, address: string, identity: Identity | undefined): void {
+    if (socket.destroyed) {
       return;
     }
     this.server.handleUpgrade(req, socket, head, (ws) => {
@@ -85,7 +134,8 @@ export class WebSocketTransport implements Transport {
         this.flushQueue,
         this.context,
         (closed) => this.forget(closed),
-        req.socket.remoteAddress ?? "",
+        address,
+        identity,
       );
       this.connections.add(connection);
     });

@@ -1,0 +1,77 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Config } from "../config.js";
+import { protocolError } from "../errors.js";
+
+/** Request headers a cross-origin page may send to Herald's HTTP endpoints. */
+const ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key";
+
+/**
+ * Checks whether a request's `Origin` may use the node. Allowed are requests
+ * without an Origin (clients other than browsers, and same-origin GETs),
+ * an Origin listed in `allowed` (or any, with `*`), and a same-origin page,
+ * whose Origin names the host in the request's Host header. Everything
+ * else, the opaque origin `null` included, is a foreign page.
+ */
+export function originAllowed(req: IncomingMessage, allowed: readonly string[]): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) {
+    return true;
+  }
+  const normalized = origin.toLowerCase();
+  for (const entry of allowed) {
+    if (entry === "*" || entry.toLowerCase().replace(/\/+$/, "") === normalized) {
+      return true;
+    }
+  }
+  return sameOrigin(normalized, req.headers.host);
+}
+
+function sameOrigin(origin: string, host: string | undefined): boolean {
+  if (host === undefined || origin === "null") {
+    return false;
+  }
+  try {
+    return new URL(origin).host === host.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Applies the CORS policy of `cors.allowedOrigins` to a request for an
+ * HTTP endpoint. A request from a foreign Origin gets `origin_forbidden`
+ * (thrown), so a page on another site can neither read the response nor
+ * cause a publish. For an allowed Origin the response carries the CORS
+ * headers, and a preflight (OPTIONS) gets its 204 response here. Returns
+ * true when the caller has nothing left to do.
+ */
+export function applyCors(req: IncomingMessage, res: ServerResponse, config: Config, methods: readonly string[]): boolean {
+  const origin = req.headers.origin;
+  const preflight = req.method === "OPTIONS";
+  if (!originAllowed(req, config.cors.allowedOrigins)) {
+    throw protocolError("origin_forbidden", `Origin ${JSON.stringify(origin?.slice(0, 100))} is not in cors.allowedOrigins.`);
+  }
+  if (config.cors.allowedOrigins.includes("*")) {
+    res.setHeader("Access-Control-Allow-Origin", "*");
+  } else if (origin !== undefined) {
+    // The header names one origin, so caches must key the response on Origin.
+    res.setHeader("Access-Control-Allow-Origin", origin);
+    res.setHeader("Vary", "Origin");
+  }
+  if (res.hasHeader("Access-Control-Allow-Origin")) {
+    // Clients back off by Retry-After on 429 and 503, so pages must be able to read it.
+    res.setHeader("Access-Control-Expose-Headers", "Retry-After");
+  }
+  if (!preflight) {
+    return false;
+  }
+  res.writeHead(204, {
+    Allow: [...methods, "OPTIONS"].join(", "),
+    "Access-Control-Allow-Methods": [...methods, "OPTIONS"].join(", "),
+    "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+    "Access-Control-Max-Age": String(config.cors.maxAgeSeconds),
+    "Content-Length": "0",
+  });
+  res.end();
+  return true;
+}
