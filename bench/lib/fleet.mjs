@@ -155,6 +155,11 @@ export class Publisher {
    * exceed the in-flight bound is skipped and counted.
    */
   async run(rate, seconds, pick) {
+    // Fresh connections for each run: a keep-alive socket left idle while
+    // other servers were measured may be closed by the server just as a
+    // request reuses it, which fails that request with ECONNRESET.
+    this.agent.destroy();
+    this.agent = new Agent({ keepAlive: true, maxSockets: this.maxInFlight });
     const total = Math.round(rate * seconds);
     const start = performance.now();
     const failures = [];

@@ -40,6 +40,13 @@ export class ConnectionMonitor {
     return this.childLog;
   }
 
+  /** Logs a debug line, without building the child logger when debug lines are off. */
+  debug(fields: Record<string, unknown>, message: string): void {
+    if (this.context.log.isLevelEnabled("debug")) {
+      this.log.debug(fields, message);
+    }
+  }
+
   /** Adds the authenticated user to every later log line. */
   identify(user: string): void {
     this.user = user;

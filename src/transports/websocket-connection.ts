@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { Duplex } from "node:stream";
 import { WebSocket } from "ws";
 import { watchExpiry } from "../auth/expiry.js";
@@ -6,6 +5,7 @@ import type { Identity } from "../auth/identity.js";
 import { ANONYMOUS, checkPublish, checkSubscribe } from "../auth/identity.js";
 import type { PresenceEvent, StreamPosition } from "../broker/broker.js";
 import { validateChannel } from "../channel.js";
+import { connectionId } from "../connection-id.js";
 import type { EncodedPublication } from "../encoded.js";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
@@ -37,7 +37,7 @@ const MAX_BATCH_BYTES = 64 * 1024;
 
 /** One WebSocket client: its commands, subscriptions and liveness. */
 export class WebSocketConnection implements Subscriber, Flushable {
-  readonly id = randomUUID();
+  readonly id = connectionId();
   private identity: Identity = ANONYMOUS;
   private connected = false;
   /**
@@ -101,7 +101,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
       this.withinRate();
     });
     socket.on("close", (code) => this.onClose(code));
-    socket.on("error", (error) => this.log.debug({ err: error }, "websocket error"));
+    socket.on("error", (error) => this.monitor.debug({ err: error }, "websocket error"));
   }
 
   private get log(): Logger {
@@ -381,7 +381,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
 
   /** Ends the connection for an error whose code closes it. */
   private fail(error: HeraldError): void {
-    this.log.debug({ code: error.code }, "connection closed for a protocol error");
+    this.monitor.debug({ code: error.code }, "connection closed for a protocol error");
     this.close(error.close ?? 1008, error.message.slice(0, 120));
   }
 
@@ -454,8 +454,8 @@ export class WebSocketConnection implements Subscriber, Flushable {
         }
       }
     }
-    this.session ??= randomUUID();
-    this.log.debug({ user: this.identity.user, session: this.session }, "client connected");
+    this.session ??= connectionId();
+    this.monitor.debug({ user: this.identity.user, session: this.session }, "client connected");
     return { client: this.id, session: this.session, node: this.context.nodeId, user: this.identity.user, restored };
   }
 
@@ -575,7 +575,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     const entry = { clientId: this.id, user: this.identity.user, node: this.context.nodeId };
     this.context.hub.broker
       .presenceAdd(channel, entry, this.context.config.presence.ttlMs)
-      .catch((error: unknown) => this.log.debug({ err: error, channel }, "presence add failed"));
+      .catch((error: unknown) => this.monitor.debug({ err: error, channel }, "presence add failed"));
   }
 
   private removePresence(channel: string): void {
@@ -584,7 +584,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
     }
     this.context.hub.broker
       .presenceRemove(channel, this.id)
-      .catch((error: unknown) => this.log.debug({ err: error, channel }, "presence remove failed"));
+      .catch((error: unknown) => this.monitor.debug({ err: error, channel }, "presence remove failed"));
   }
 
   /**

@@ -85,7 +85,7 @@ export class WebSocketTransport implements Transport {
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // Node's HTTP server drops its error listener on upgrade sockets; a reset during the token check must not crash.
-    socket.on("error", () => socket.destroy());
+    destroyOnError(socket);
     if (this.context.state() !== "running") {
       const retryAfter = jitteredRetryAfterSeconds(this.context.config.sse.retryMs);
       rejectUpgrade(socket, "draining", { "Retry-After": String(retryAfter) });
@@ -201,4 +201,13 @@ export class WebSocketTransport implements Transport {
       connection.socket.ping();
     }
   }
+}
+
+/**
+ * Destroys the socket when it fails. It is a function of its own because
+ * a listener defined inside handleUpgrade would keep that call's whole
+ * scope alive, the upgrade request included, for the connection's life.
+ */
+function destroyOnError(socket: Duplex): void {
+  socket.on("error", () => socket.destroy());
 }
