@@ -122,6 +122,8 @@ export const configSchema = z
       .prefault({}),
     websocket: z
       .object({
+        /** Whether /ws accepts WebSocket upgrades; when false they get 404 and clients fall back to SSE or long-polling. */
+        enabled: bool(true),
         /** Interval between server pings, in ms. */
         pingIntervalMs: millis(25_000),
         /** Pings in a row without a pong before the connection is closed. */

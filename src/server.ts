@@ -18,6 +18,7 @@ import { expectMethod, sendError, sendJson } from "./http/respond.js";
 import { Listener } from "./http/listener.js";
 import { rejectUpgrade } from "./http/reject-upgrade.js";
 import { GrpcTransport } from "./grpc/grpc-transport.js";
+import { isDemoPath, serveDemo } from "./http/demo.js";
 import { Hub } from "./hub.js";
 import { Lifecycle, type LifecycleListener } from "./lifecycle.js";
 import { applyCors } from "./http/cors.js";
@@ -28,6 +29,7 @@ import { Metrics } from "./metrics.js";
 import { SseTransport } from "./transports/sse.js";
 import { NodeRegistry } from "./node-registry.js";
 import type { NodeState, Transport, TransportContext } from "./transports/transport.js";
+import { LongPollTransport } from "./transports/long-poll.js";
 import { WebSocketTransport } from "./transports/websocket.js";
 
 export interface HeraldOptions {
@@ -65,6 +67,8 @@ export class HeraldServer {
   /** HTTP responses in progress, so shutdown can ask their clients to reconnect. */
   private readonly responses = new Set<ServerResponse>();
   private readonly auth: Authenticator;
+  /** Open connections per remote address, counted by every transport. */
+  readonly limiter: ConnectionLimiter;
   private brokerAvailable = false;
   private closing: Promise<void> | undefined;
 
@@ -89,8 +93,9 @@ export class HeraldServer {
     this.hub.onAvailabilityChange((available) => {
       this.brokerAvailable = available;
     });
-    this.api = new PublishApi(config, this.hub);
+    this.api = new PublishApi(config, this.hub, auth);
     const adminToken = new AdminToken(config.adminToken);
+    this.limiter = new ConnectionLimiter(config.limits.maxConnectionsPerIp);
 
     const context: TransportContext = {
       config,
@@ -101,11 +106,11 @@ export class HeraldServer {
       auth,
       adminToken,
       nodeId: this.nodeId,
-      limiter: new ConnectionLimiter(config.limits.maxConnectionsPerIp),
+      limiter: this.limiter,
       state: () => this.lifecycle.state,
     };
     this.websocket = new WebSocketTransport(context);
-    this.transports = [this.websocket, new SseTransport(context)];
+    this.transports = [this.websocket, new SseTransport(context), new LongPollTransport(context)];
     if (config.grpc.enabled) {
       this.grpc = new GrpcTransport(context);
       this.transports.push(this.grpc);
@@ -276,7 +281,7 @@ export class HeraldServer {
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? "/").split("?")[0];
-    if (path === "/ws") {
+    if (path === "/ws" && this.config.websocket.enabled) {
       this.websocket.handleUpgrade(req, socket, head);
       return;
     }
@@ -323,8 +328,7 @@ export class HeraldServer {
       case "/api/publish":
         if (applyCors(req, res, this.config, ["POST"])) return;
         expectMethod(method, "POST");
-        this.api.authorize(req);
-        await this.api.publish(req, res);
+        await this.api.publish(req, res, await this.api.authorizePublisher(req));
         return;
       case "/api/publish_batch":
         if (applyCors(req, res, this.config, ["POST"])) return;
@@ -350,6 +354,11 @@ export class HeraldServer {
         await this.serveMetrics(req, res, url);
         return;
       default:
+        if (isDemoPath(url.pathname)) {
+          expectMethod(method, "GET");
+          await serveDemo(url.pathname, res);
+          return;
+        }
         if (url.pathname === "/admin" || url.pathname.startsWith("/admin/")) {
           if (this.admin === undefined) {
             throw protocolError("not_found", "The admin page is off; set an admin token (HERALD_ADMIN_TOKEN) to turn it on.");

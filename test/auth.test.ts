@@ -181,8 +181,10 @@ describe("auth", () => {
     assert.equal(missing.body.error.code, "unauthorized");
     const wrong = await postJson(node.http, "/api/publish", { channel: "x", data: 1 }, { Authorization: "Bearer wrong" });
     assert.equal(wrong.status, 401);
+    // A valid client token is a client, not a backend: it may publish only where its claims or the namespace allow.
     const jwt = await postJson(node.http, "/api/publish", { channel: "x", data: 1 }, { Authorization: `Bearer ${await token()}` });
-    assert.equal(jwt.status, 401);
+    assert.equal(jwt.status, 403);
+    assert.equal(jwt.body.error.code, "publish_forbidden");
     const good = await publishWithKey(node.http, API_KEY, "x", 1);
     assert.equal(good.status, 200);
   });

@@ -1,17 +1,24 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { renderDeployConfig } from "./support/deploy.js";
-import { startHeraldProcess, type HeraldProcess } from "./support/herald-process.js";
+import type { TransportName } from "../src/client/index.js";
 import { TestClient } from "./support/herald.js";
-import { startNginx } from "./support/nginx.js";
-import { freePort, waitUntil } from "./support/ports.js";
-import { startRedis } from "./support/redis.js";
+import { startNginxCluster } from "./support/nginx-cluster.js";
+import { waitUntil } from "./support/ports.js";
+import { SdkSubscriber, waitForEvents } from "./support/sdk-subscriber.js";
+import { checkHistory, publishSteadily } from "./support/steady-publisher.js";
 
 const CHANNEL = "load";
 const EVENTS = 5_000;
 /** Time between two publishes; 5,000 events take about 10 s. */
 const PUBLISH_INTERVAL_MS = 2;
 const CLIENTS = 6;
+const SDK_EVENTS = 4_000;
+/** Time between the starts of two publishes, so 4,000 events take at least 10 s. */
+const SDK_PUBLISH_INTERVAL_MS = 2.5;
+const TRANSPORTS: TransportName[] = ["websocket", "sse", "poll"];
+const NODE_IDS = ["node-1", "node-2", "node-3"];
+/** The node killed midway through publishing. */
+const VICTIM = "node-2";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -105,69 +112,31 @@ describe("three nodes behind nginx", () => {
   });
 
   test("node killed mid-stream loses and repeats nothing", async (t) => {
-    const redis = await startRedis();
-    cleanups.push(() => redis.stop());
-    const nodes: HeraldProcess[] = [];
-    for (const id of ["node-1", "node-2", "node-3"]) {
-      const node = await startHeraldProcess({
-        nodeId: id,
-        args: ["--broker", "redis", "--redis-url", redis.url, "--set", `defaults.historySize=${EVENTS * 2}`],
-      });
-      cleanups.push(() => node.stop("SIGKILL"));
-      nodes.push(node);
-    }
-    const port = await freePort();
-    const nginx = await startNginx(renderDeployConfig("deploy/nginx/cluster.conf", port, nodes.map((node) => node.port)), port);
-    cleanups.push(() => nginx.stop());
-    const base = `http://127.0.0.1:${port}`;
+    const cluster = await startNginxCluster(EVENTS * 2);
+    cleanups.push(() => cluster.stop());
 
     const clients: ResumingClient[] = [];
     for (let i = 0; i < CLIENTS; i++) {
-      const client = new ResumingClient(`ws://127.0.0.1:${port}/ws`);
+      const client = new ResumingClient(`ws://127.0.0.1:${cluster.port}/ws`);
       await client.connect();
       clients.push(client);
     }
-    const victim = "node-2";
+    const victim = VICTIM;
     const onVictim = clients.filter((client) => client.node === victim);
     assert.ok(onVictim.length > 0, `no client landed on ${victim}: ${clients.map((client) => client.node).join(", ")}`);
 
-    let retries = 0;
-    let next = 0;
-    const started = Date.now();
-    const publishOne = async (index: number) => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const response = await fetch(`${base}/api/publish`, {
-            method: "POST",
-            headers: { "Content-Type": "application/json", "Idempotency-Key": `event-${index}` },
-            body: JSON.stringify({ channel: CHANNEL, data: { index } }),
-          });
-          await response.arrayBuffer();
-          if (response.status === 200) {
-            return;
-          }
-        } catch {
-          // The connection failed (the node died mid-request): retry below.
-        }
-        retries++;
-        assert.ok(attempt < 100, `event ${index} failed 100 publishes in a row`);
-        await sleep(50);
-      }
-    };
-    const worker = async () => {
-      while (next < EVENTS) {
-        const index = next++;
-        const due = started + index * PUBLISH_INTERVAL_MS;
-        if (due > Date.now()) {
-          await sleep(due - Date.now());
-        }
+    const { retries } = await publishSteadily({
+      channel: CHANNEL,
+      events: EVENTS,
+      intervalMs: PUBLISH_INTERVAL_MS,
+      workers: 4,
+      target: () => cluster.base,
+      before: async (index) => {
         if (index === EVENTS / 2) {
-          await nodes[1]!.stop("SIGKILL");
+          await cluster.nodes[1]!.stop("SIGKILL");
         }
-        await publishOne(index);
-      }
-    };
-    await Promise.all([worker(), worker(), worker(), worker()]);
+      },
+    });
 
     await waitUntil(() => clients.every((client) => client.offsets.length >= EVENTS), 60_000, `${EVENTS} events at every client`);
     const expected = Array.from({ length: EVENTS }, (_, i) => i + 1);
@@ -180,15 +149,66 @@ describe("three nodes behind nginx", () => {
       assert.notEqual(client.node, victim);
     }
 
-    const history = await fetch(`${base}/api/history?channel=${CHANNEL}&limit=${EVENTS * 2}`).then((response) => response.json() as Promise<any>);
-    assert.equal(history.top, EVENTS);
-    const indexes = history.publications.map((publication: any) => publication.data.index as number);
-    assert.equal(indexes.length, EVENTS);
-    assert.equal(new Set(indexes).size, EVENTS, "an event is stored twice");
-    assert.deepEqual([...indexes].sort((a, b) => a - b), expected.map((offset) => offset - 1));
+    await checkHistory(cluster.base, CHANNEL, EVENTS);
     t.diagnostic(`publish retries: ${retries}; clients on ${victim}: ${onVictim.length}`);
     for (const client of clients) {
       client.close();
     }
+  });
+
+  test("SDK transports survive a killed node", async (t) => {
+    const cluster = await startNginxCluster(SDK_EVENTS * 2);
+    cleanups.push(() => cluster.stop());
+
+    // One client per transport and node. The affinity cookie pins it to
+    // that node, and nginx sends it to a backup node once its node dies.
+    // One more per transport has no cookie, so that nginx balances each
+    // of its requests and reconnects round robin.
+    const subscribers: SdkSubscriber[] = [];
+    const pinnedTo = new Map<SdkSubscriber, string>();
+    for (const transport of TRANSPORTS) {
+      for (const node of NODE_IDS) {
+        const subscriber = new SdkSubscriber(`${transport} on ${node}`, cluster.base, transport, CHANNEL, `herald_node=${node}`);
+        subscribers.push(subscriber);
+        pinnedTo.set(subscriber, node);
+      }
+      subscribers.push(new SdkSubscriber(`${transport} without cookie`, cluster.base, transport, CHANNEL));
+    }
+    cleanups.push(async () => subscribers.forEach((subscriber) => subscriber.client.close()));
+    await waitUntil(() => subscribers.every((subscriber) => subscriber.ready(CHANNEL)), 20_000, "every SDK client to subscribe");
+    assert.ok(subscribers.every((subscriber) => subscriber.states.at(-1) === "connected"));
+
+    const publishStarted = Date.now();
+    const { retries } = await publishSteadily({
+      channel: CHANNEL,
+      events: SDK_EVENTS,
+      intervalMs: SDK_PUBLISH_INTERVAL_MS,
+      workers: 4,
+      target: () => cluster.base,
+      before: async (index) => {
+        if (index === SDK_EVENTS / 2) {
+          await cluster.nodes[NODE_IDS.indexOf(VICTIM)]!.stop("SIGKILL");
+        }
+      },
+    });
+
+    const published = Date.now();
+    await waitForEvents(subscribers, SDK_EVENTS, 45_000);
+    const indexByOffset = await checkHistory(cluster.base, CHANNEL, SDK_EVENTS);
+    for (const subscriber of subscribers) {
+      subscriber.assertExact(SDK_EVENTS, indexByOffset);
+    }
+    // The streaming clients on the killed node lost their connection, and
+    // the others kept theirs. A poll client whose node died mid-poll may have
+    // been carried over by nginx's retry without noticing.
+    for (const subscriber of subscribers) {
+      const pinned = pinnedTo.get(subscriber);
+      const lostNode = pinned === VICTIM;
+      const disconnected = subscriber.states.includes("disconnected");
+      if (subscriber.transport !== "poll" && pinned !== undefined) {
+        assert.equal(disconnected, lostNode, `${subscriber.label}: states ${subscriber.states.join(" → ")}`);
+      }
+    }
+    t.diagnostic(`publish retries: ${retries}; publishing took ${published - publishStarted} ms, delivery ${Date.now() - published} ms more`);
   });
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { encodeCursor } from "../src/cursor.js";
 import { ERRORS } from "../src/errors.js";
 import { publish, startHerald, TestClient } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
@@ -11,6 +12,7 @@ import { HMAC_SECRET, signToken } from "./support/tokens.js";
 const SEED = Number(process.env.HERALD_FUZZ_SEED ?? 20261204);
 const WS_FRAMES = 1_500;
 const HTTP_REQUESTS = 600;
+const SSE_REQUESTS = 400;
 /** Each part stops early once it has run this long, so the suite stays fast on a slow machine. */
 const TIME_BUDGET_MS = 20_000;
 /** Close codes listed in docs/protocol.md, including those ws uses for invalid frames. */
@@ -98,10 +100,15 @@ describe(`fuzz (seed ${SEED})`, () => {
     const random = new Random(SEED + 1);
     const started = Date.now();
     let sent = 0;
+    let streams = 0;
     for (let i = 0; i < HTTP_REQUESTS && Date.now() - started < TIME_BUDGET_MS; i++) {
       const request = httpRequest(random);
       const response = await rawHttp(node.port, request);
       assert.ok(response.status > 0, `no status for ${JSON.stringify(request.slice(0, 200))}`);
+      if (response.stream) {
+        assert.equal(response.status, 200, `event stream with status ${response.status}`);
+        streams++;
+      }
       if (response.status >= 400 && !request.startsWith("HEAD ")) {
         const code = errorCode(response.body, request);
         assert.ok(code in ERRORS, `undocumented code ${code} for ${JSON.stringify(request.slice(0, 200))}`);
@@ -112,6 +119,7 @@ describe(`fuzz (seed ${SEED})`, () => {
       sent++;
     }
     assert.ok(sent >= 100, `only ${sent} requests were sent`);
+    seen.set("http event streams", streams);
 
     // Upgrade requests: each gets 101 (and is then dropped) or a documented JSON error.
     for (let i = 0; i < 200 && Date.now() - started < TIME_BUDGET_MS; i++) {
@@ -127,7 +135,78 @@ describe(`fuzz (seed ${SEED})`, () => {
     }
     await waitUntil(async () => (await fetch(`${node.http}/healthz`)).status === 200, 5_000, "the node to answer");
   });
+
+  test("sse requests", async () => {
+    const random = new Random(SEED + 2);
+    const tokens = [
+      await signToken(HMAC_SECRET, { claims: { channels: ["fz:*", "news"] } }),
+      await signToken(HMAC_SECRET, { expiresIn: -10 }),
+      "a.b.c",
+      random.string(60),
+    ];
+    const { epoch } = await publish(node.http, "fz:a", { cursor: true });
+
+    const started = Date.now();
+    let streams = 0;
+    let sent = 0;
+    for (let i = 0; i < SSE_REQUESTS && Date.now() - started < TIME_BUDGET_MS; i++) {
+      const request = sseRequest(random, tokens, epoch);
+      // Not half-closed: Node's HTTP server ends a socket that its client half-closed, which drops
+      // the response to a request whose token is still being checked.
+      const response = await rawHttp(node.port, request, false, false);
+      assert.ok(response.status > 0, `no status for ${JSON.stringify(request.slice(0, 200))}`);
+      if (response.stream) {
+        assert.equal(response.status, 200, `event stream with status ${response.status}`);
+        streams++;
+      } else if (response.status >= 400) {
+        const code = errorCode(response.body, request);
+        assert.ok(code in ERRORS, `undocumented code ${code} for ${JSON.stringify(request.slice(0, 200))}`);
+        assert.equal(ERRORS[code as keyof typeof ERRORS].status, response.status, code);
+        assert.notEqual(code, "internal", `internal error for ${JSON.stringify(request.slice(0, 300))}`);
+        seen.set(`sse ${code}`, (seen.get(`sse ${code}`) ?? 0) + 1);
+      } else if (!(request.startsWith("OPTIONS ") && response.status === 204)) {
+        assert.fail(`status ${response.status} without an event stream for ${JSON.stringify(request.slice(0, 200))}`);
+      }
+      sent++;
+    }
+
+    seen.set("sse streams", streams);
+    assert.ok(sent >= 100, `only ${sent} requests were sent`);
+    assert.ok(streams > 0, "no request opened a stream");
+    // rawHttp cut every stream it opened; the node must have let go of each.
+    await waitUntil(async () => (await healthz(node.http)).connections.sse === 0, 5_000, "the fuzzed event streams to close");
+  });
 });
+
+/** Builds one GET /sse with random, often invalid, channels, cursors, tokens and headers. */
+function sseRequest(random: Random, tokens: string[], epoch: string): string {
+  const parts: string[] = [];
+  for (let i = random.int(4); i > 0; i--) {
+    parts.push(`channel=${random.pick([...CHANNELS.slice(0, 3), "canary:main", "$admin:stats", encodeURIComponent(random.string(20))])}`);
+  }
+  const cursors = [
+    encodeCursor(["fz:a"], new Map([["fz:a", { epoch, offset: random.int(3) }]])),
+    `1.${random.string(30, "abc019-.")}`,
+    random.string(40),
+    "%zz",
+    "1." + "a".repeat(random.chance(0.5) ? 5_000 : 100),
+  ];
+  if (random.chance(0.3)) parts.push(`lastEventId=${encodeURIComponent(random.pick(cursors))}`);
+  if (random.chance(0.4)) parts.push(`token=${encodeURIComponent(random.pick(tokens))}`);
+  if (random.chance(0.1)) parts.push(`${random.pick(["channel", "token", "x"])}=${random.string(20, "abc%&=")}`);
+  const headers = ["Host: 127.0.0.1", "Connection: close", "Accept: text/event-stream"];
+  const optional: Array<[number, string]> = [
+    [0.2, `Last-Event-ID: ${random.pick(cursors).replace(/[\r\n]/g, "")}`],
+    [0.2, `Authorization: ${random.pick(["Bearer ", "Basic ", "bearer "])}${random.pick(tokens)}`],
+    [0.2, `Origin: ${random.pick(["https://evil.example", "null", "http://127.0.0.1", random.string(20, "abc:/.")])}`],
+  ];
+  for (const [probability, header] of optional) {
+    if (random.chance(probability)) headers.push(header);
+  }
+  const method = random.chance(0.9) ? "GET" : random.pick(["OPTIONS", "POST", "DELETE"]);
+  const query = parts.length === 0 ? "" : `?${parts.join("&")}`;
+  return `${method} /sse${query} HTTP/1.1\r\n${headers.join("\r\n")}\r\nContent-Length: 0\r\n\r\n`;
+}
 
 /** Builds one raw upgrade request with random, often invalid, handshake headers. */
 function upgradeRequest(random: Random): string {
@@ -216,7 +295,7 @@ function wsFrame(random: Random, id: number, tokens: string[]): string | Buffer 
 
 /** Builds one raw HTTP/1.1 request with random path, query, headers and body. */
 function httpRequest(random: Random): string {
-  const path = random.pick(["/api/publish", "/api/publish_batch", "/api/history", "/healthz", "/readyz", "/ws", "/nope", "/", "/api"]);
+  const path = random.pick(["/api/publish", "/api/publish_batch", "/api/history", "/healthz", "/readyz", "/ws", "/sse", "/sse", "/nope", "/", "/api"]);
   const method = random.pick(["GET", "POST", "OPTIONS", "PUT", "DELETE", "HEAD", "PATCH"]);
   const query = httpQuery(random);
   const headers = [`Host: 127.0.0.1`, "Connection: close"];
@@ -279,21 +358,32 @@ function httpBody(random: Random): string {
   }
 }
 
+async function healthz(http: string): Promise<{ connections: Record<string, number> }> {
+  return (await (await fetch(`${http}/healthz`)).json()) as { connections: Record<string, number> };
+}
+
 /**
  * Sends raw bytes and reads the whole response of a `Connection: close`
- * request. With `upgrade`, a 101 response ends the read at its head.
+ * request. With `upgrade`, a 101 response ends the read at its head. An
+ * event stream never ends by itself, so its read ends at its head too,
+ * and the socket is cut. With `halfClose`, the request ends with a FIN.
  */
-function rawHttp(port: number, request: string, upgrade = false): Promise<{ status: number; body: string }> {
+function rawHttp(port: number, request: string, upgrade = false, halfClose = true): Promise<{ status: number; body: string; stream: boolean }> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1");
     const chunks: Buffer[] = [];
+    let stream = false;
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`no response within 5 s to ${JSON.stringify(request.slice(0, 200))}`));
     }, 5_000);
     socket.on("data", (chunk: Buffer) => {
       chunks.push(chunk);
-      if (upgrade && responseComplete(Buffer.concat(chunks).toString())) {
+      const text = Buffer.concat(chunks).toString();
+      if (upgrade && responseComplete(text)) {
+        socket.destroy();
+      } else if (!upgrade && isEventStream(text)) {
+        stream = true;
         socket.destroy();
       }
     });
@@ -303,13 +393,19 @@ function rawHttp(port: number, request: string, upgrade = false): Promise<{ stat
       const text = Buffer.concat(chunks).toString();
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
       const head = text.indexOf("\r\n\r\n");
-      resolve({ status, body: head < 0 ? "" : text.slice(head + 4) });
+      resolve({ status, body: head < 0 ? "" : text.slice(head + 4), stream });
     });
     socket.write(request);
-    if (!upgrade) {
+    if (!upgrade && halfClose) {
       socket.end();
     }
   });
+}
+
+/** Whether the response head has arrived and announces an event stream. */
+function isEventStream(text: string): boolean {
+  const head = text.indexOf("\r\n\r\n");
+  return head >= 0 && /\r\ncontent-type: *text\/event-stream/i.test(text.slice(0, head));
 }
 
 /** Whether a response is whole: a 101 head, or a head and a body of its Content-Length. */

@@ -33,6 +33,7 @@ describe("sse", () => {
   before(async () => {
     node = await startHerald({
       sse: { retryMs: 100 },
+      cors: { allowedOrigins: ["*"] },
       limits: { maxChannelsPerConnection: 4 },
       namespaces: { race: { historySize: 1_000 } },
     });

@@ -1,6 +1,6 @@
-import { timingSafeEqual } from "node:crypto";
 import { protocolError } from "../errors.js";
 import { isLoopback } from "../http/respond.js";
+import { bearerCredential, matchesSecret } from "./secrets.js";
 
 /**
  * The API keys that backends present to publish and read history, over
@@ -8,10 +8,11 @@ import { isLoopback } from "../http/respond.js";
  * served, so a fresh node is not an open relay.
  */
 export class ApiKeys {
-  private readonly keys: Buffer[];
+  constructor(private readonly keys: readonly string[]) {}
 
-  constructor(keys: readonly string[]) {
-    this.keys = keys.map((key) => Buffer.from(key));
+  /** Whether any key is configured. */
+  get configured(): boolean {
+    return this.keys.length > 0;
   }
 
   /** Throws `unauthorized` unless `authorization` is `Bearer <a configured key>`. */
@@ -22,24 +23,17 @@ export class ApiKeys {
       }
       return;
     }
-    const match = /^Bearer\s+(.+)$/i.exec(authorization ?? "");
-    if (!match) {
+    const given = bearerCredential(authorization);
+    if (given === undefined) {
       throw protocolError("unauthorized", "Send the API key as Authorization: Bearer <key>.");
     }
-    if (!this.matches(match[1]!.trim())) {
+    if (!this.matches(given)) {
       throw protocolError("unauthorized", "The API key is not valid.");
     }
   }
 
   /** Whether the value is one of the configured keys, compared in constant time. */
   matches(value: string): boolean {
-    const given = Buffer.from(value);
-    let found = false;
-    for (const key of this.keys) {
-      if (key.length === given.length && timingSafeEqual(key, given)) {
-        found = true;
-      }
-    }
-    return found;
+    return matchesSecret(value, this.keys);
   }
 }

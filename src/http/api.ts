@@ -1,12 +1,14 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
 import { ApiKeys } from "../auth/api-keys.js";
+import { bearerCredential } from "../auth/secrets.js";
+import { checkPublish, type Authenticator, type Identity } from "../auth/identity.js";
 import { validateChannel } from "../channel.js";
 import type { Config } from "../config.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Hub } from "../hub.js";
 import { encodePublicationData } from "../publication-data.js";
-import { readJsonBody, sendJson } from "./respond.js";
+import { isLoopback, readJsonBody, sendJson } from "./respond.js";
 
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 
@@ -27,6 +29,7 @@ export class PublishApi {
   constructor(
     private readonly config: Config,
     private readonly hub: Hub,
+    private readonly auth: Authenticator,
   ) {
     this.keys = new ApiKeys(config.apiKeys);
   }
@@ -36,10 +39,43 @@ export class PublishApi {
     this.keys.verify(req.headers.authorization, req.socket.remoteAddress);
   }
 
-  async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Sorts a publish request into backend or client. A backend (an API key,
+   * or loopback while no key is configured) gets undefined. Anything else
+   * is a client: a Bearer value that is not an API key is its connection
+   * token, and no Authorization header makes it anonymous.
+   */
+  async authorizePublisher(req: IncomingMessage): Promise<Identity | undefined> {
+    const header = req.headers.authorization;
+    const given = header === undefined || header === "" ? undefined : bearerCredential(header);
+    if (header !== undefined && header !== "" && given === undefined) {
+      throw protocolError("unauthorized", "Send credentials as Authorization: Bearer <key or token>.");
+    }
+    const backend = this.keys.configured ? given !== undefined && this.keys.matches(given) : isLoopback(req.socket.remoteAddress);
+    if (backend) {
+      return undefined;
+    }
+    if (given !== undefined && !this.auth.enabled) {
+      // With no token key configured a Bearer value can only be an API key.
+      throw protocolError("unauthorized", "The API key is not valid.");
+    }
+    return this.auth.authenticate(given);
+  }
+
+  /** Publishes one item; a client (not a backend) must be allowed to publish on its channel. */
+  async publish(req: IncomingMessage, res: ServerResponse, client?: Identity): Promise<void> {
     const body = await readJsonBody(req, this.config.limits.maxBodyBytes);
     const header = req.headers["idempotency-key"];
     const item = parseItem(body, typeof header === "string" ? header : undefined);
+    if (client !== undefined) {
+      validateChannel(item.channel);
+      const namespace = this.hub.namespaceOf(item.channel);
+      if (client.anonymous && !namespace.clientPublish) {
+        // Most likely a backend that forgot its key, so say what is missing rather than what is forbidden.
+        throw protocolError("unauthorized", "Send the API key as Authorization: Bearer <key>, or a client token that may publish here.");
+      }
+      checkPublish(client, namespace, item.channel);
+    }
     const publication = await this.hub.publish(item.channel, item.data, item.idempotencyKey);
     sendJson(res, 200, { channel: publication.channel, epoch: publication.epoch, offset: publication.offset });
   }

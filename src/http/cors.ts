@@ -3,7 +3,7 @@ import type { Config } from "../config.js";
 import { protocolError } from "../errors.js";
 
 /** Request headers a cross-origin page may send to Herald's HTTP endpoints. */
-const ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key";
+const ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key, Cache-Control";
 
 /**
  * Checks whether a request's `Origin` may use the node. Allowed are requests

@@ -107,4 +107,5 @@ export function isLoopback(address: string | undefined): boolean {
   return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
 }
 
+
 export { HeraldError };

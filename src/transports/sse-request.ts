@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import type { AdminToken } from "../auth/admin-token.js";
+import { tokenFromRequest } from "../auth/request-token.js";
 import type { StreamPosition } from "../broker/broker.js";
 import { validateChannel } from "../channel.js";
 import { decodeCursor } from "../cursor.js";
@@ -12,7 +13,7 @@ export interface SseRequest {
   readonly channels: string[];
   /** Resume position of each channel; undefined for a new stream that starts at the newest event. */
   readonly since: Map<string, StreamPosition> | undefined;
-  /** Token from `Authorization: Bearer` or the `token` query parameter. */
+  /** Token from `Authorization: Bearer` or the `token` query parameter (tokenFromRequest). */
   readonly token: string | undefined;
   /** Whether the token is the admin token, which may follow internal `$` channels. */
   readonly admin: boolean;
@@ -21,14 +22,15 @@ export interface SseRequest {
 /**
  * Reads `channel` (repeatable), the resume cursor and the token. Throws
  * `missing_channel`, `too_many_channels`, `invalid_channel` or
- * `invalid_cursor` naming what is wrong.
+ * `invalid_cursor` naming what is wrong, and the errors of
+ * tokenFromRequest for a header of another scheme or a repeated token.
  *
  * An internal channel (`$admin:stats`) passes only with a token, and the
  * caller must still reject it unless `admin` is set. Without a token it is
  * an invalid name, as on every other transport.
  */
 export function parseSseRequest(req: IncomingMessage, url: URL, maxChannels: number, adminToken: AdminToken): SseRequest {
-  const token = bearerToken(req) ?? nonEmpty(url.searchParams.get("token"));
+  const token = tokenFromRequest(req, url);
   const channels = url.searchParams.getAll("channel");
   if (channels.length === 0) {
     throw protocolError("missing_channel", "Name at least one channel, for example /sse?channel=news.");
@@ -59,11 +61,6 @@ export function parseSseRequest(req: IncomingMessage, url: URL, maxChannels: num
   const since = cursor === undefined ? undefined : decodeCursor(cursor, channels);
 
   return { channels, since, token, admin: adminToken.matches(token) };
-}
-
-function bearerToken(req: IncomingMessage): string | undefined {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
-  return match?.[1];
 }
 
 function nonEmpty(value: string | null): string | undefined {

@@ -1,19 +1,24 @@
 import type { ServerResponse } from "node:http";
+import { watchExpiry } from "../auth/expiry.js";
+import type { Identity } from "../auth/identity.js";
 import type { StreamPosition } from "../broker/broker.js";
 import { encodeCursor } from "../cursor.js";
 import type { EncodedPublication } from "../encoded.js";
+import { protocolError, type HeraldError } from "../errors.js";
 import type { Hub, SubscribeResult, Subscriber, Subscription } from "../hub.js";
 import type { ConnectionMonitor } from "./connection-monitor.js";
-import { formatEvent, HEARTBEAT, retryField } from "./sse-wire.js";
+import { commentLine, formatEvent, HEARTBEAT, retryField } from "./sse-wire.js";
 
-/** Response headers of every event stream, also of the one sent while draining. */
+/**
+ * Response headers of every event stream, also of the one sent while
+ * draining. The CORS headers come from applyCors, set before these.
+ */
 export const SSE_HEADERS: Readonly<Record<string, string>> = {
   "Content-Type": "text/event-stream",
   // no-cache keeps proxies from serving a stored stream; nothing compresses
   // it, since a compressor would hold events back to fill its blocks.
   "Cache-Control": "no-cache",
   "X-Accel-Buffering": "no",
-  "Access-Control-Allow-Origin": "*",
 };
 
 /** Heartbeats in a row during which no buffered byte reached the client before the stream is cut. */
@@ -48,6 +53,8 @@ export class SseStream implements Subscriber {
   private stalledBeats = 0;
   /** Close reason label, set by whichever side ends the stream first. */
   private endReason: string | undefined;
+  /** Cancels the timer that ends the stream when its token expires. */
+  private cancelExpiry: () => void = () => undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -61,8 +68,9 @@ export class SseStream implements Subscriber {
    * events, and goes live. Live events that arrive while history is read
    * wait in their subscription until activate(), so none is lost or sent
    * twice. Throws before anything is written when a subscription fails.
+   * A stream opened with a token that has an expiry ends at that expiry.
    */
-  async start(since: ReadonlyMap<string, StreamPosition> | undefined): Promise<void> {
+  async start(since: ReadonlyMap<string, StreamPosition> | undefined, identity?: Identity): Promise<void> {
     const hub = this.options.hub;
     const settled = await Promise.allSettled(this.channels.map((channel) => hub.subscribe(this, channel, since?.get(channel))));
     const results: SubscribeResult[] = [];
@@ -117,6 +125,11 @@ export class SseStream implements Subscriber {
         this.deliver(event);
       }
       result.subscription.activate();
+    }
+    if (identity !== undefined) {
+      this.cancelExpiry = watchExpiry(identity, () =>
+        this.endWithError(protocolError("token_expired", "The token expired; open a new stream with a new token and the last event id.")),
+      );
     }
   }
 
@@ -189,6 +202,22 @@ export class SseStream implements Subscriber {
   }
 
   /**
+   * Sends a `close` event whose data is `{"error": {"code", "message"}}`,
+   * then ends the stream. The event has no `id:`, so the client's last
+   * event id stays the cursor of the last event it received.
+   */
+  endWithError(error: HeraldError): void {
+    if (!this.started || this.closed) {
+      return;
+    }
+    this.endReason ??= error.code;
+    this.write(formatEvent("close", undefined, JSON.stringify({ error: error.toJSON() })));
+    if (!this.closed) {
+      this.res.end();
+    }
+  }
+
+  /**
    * Cuts the connection (the HTTP/2 stream alone over HTTP/2) and releases
    * the subscriptions at once. `reason` labels the close unless the stream
    * was already ending for another reason.
@@ -210,6 +239,7 @@ export class SseStream implements Subscriber {
       return;
     }
     this.closed = true;
+    this.cancelExpiry();
     this.release();
     this.options.monitor.closed(undefined, this.endReason ?? "client_closed");
     this.options.onClosed(this);
@@ -252,10 +282,14 @@ export class SseStream implements Subscriber {
   }
 }
 
-/** Sends the response to an SSE request that this node will not serve now: 200, a jittered `retry:` and the end. */
-export function sendReconnectLater(res: ServerResponse, retryMs: number): void {
+/**
+ * Sends the response to an SSE request that this node will not serve now:
+ * 200, a jittered `retry:` and the end. `reason`, an error code, goes in a
+ * comment line that EventSource ignores and people reading the stream see.
+ */
+export function sendReconnectLater(res: ServerResponse, retryMs: number, reason?: string): void {
   res.writeHead(200, SSE_HEADERS);
-  res.end(retryField(jitteredRetry(retryMs)));
+  res.end((reason === undefined ? "" : commentLine(reason)) + retryField(jitteredRetry(retryMs)));
 }
 
 /** Spread of the reconnect delay sent while draining: between retryMs and this many times it. */

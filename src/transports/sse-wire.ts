@@ -6,6 +6,11 @@
 /** A comment line: EventSource ignores it, but it keeps proxies and NATs from timing the stream out. */
 export const HEARTBEAT = ":\n";
 
+/** A comment line carrying `text`, which must not contain a line break. */
+export function commentLine(text: string): string {
+  return `: ${text}\n`;
+}
+
 /** Sets the client's reconnection delay, in ms. */
 export function retryField(ms: number): string {
   return `retry: ${Math.round(ms)}\n\n`;

@@ -3,24 +3,13 @@ import { checkSubscribe, type Identity } from "../auth/identity.js";
 import { connectionId } from "../connection-id.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import { isInternalChannel } from "../events.js";
+import { applyCors } from "../http/cors.js";
 import { sendError } from "../http/respond.js";
 import type { Logger } from "../log.js";
 import { ConnectionMonitor } from "./connection-monitor.js";
 import { parseSseRequest, type SseRequest } from "./sse-request.js";
 import { sendReconnectLater, SseStream } from "./sse-stream.js";
 import type { Transport, TransportContext } from "./transport.js";
-
-/** Headers that let pages of any origin open a stream, with a token and a resume cursor. */
-const CORS_HEADERS: Readonly<Record<string, string>> = {
-  "Access-Control-Allow-Origin": "*",
-};
-
-const PREFLIGHT_HEADERS: Readonly<Record<string, string>> = {
-  ...CORS_HEADERS,
-  "Access-Control-Allow-Methods": "GET",
-  "Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Cache-Control",
-  "Access-Control-Max-Age": "86400",
-};
 
 /**
  * Server-Sent Events at GET /sse?channel=…: one stream per request, over
@@ -52,11 +41,6 @@ export class SseTransport implements Transport {
   }
 
   handleRequest(req: IncomingMessage, res: ServerResponse, url: URL): void {
-    if (req.method === "OPTIONS") {
-      res.writeHead(204, PREFLIGHT_HEADERS);
-      res.end();
-      return;
-    }
     this.open(req, res, url).catch((error: unknown) => {
       const herald = toHeraldError(error);
       if (herald.code === "internal") {
@@ -64,10 +48,14 @@ export class SseTransport implements Transport {
       } else {
         this.log.debug({ code: herald.code }, "sse request rejected");
       }
-      if (!res.headersSent) {
-        sendError(res, herald, CORS_HEADERS);
-      } else {
+      if (res.headersSent) {
         res.destroy();
+      } else if (herald.status >= 500) {
+        // A failure on the node's side passes (broker, key set); with any
+        // status but 200 EventSource would stop for good, not retry.
+        sendReconnectLater(res, this.context.config.sse.retryMs, herald.code);
+      } else {
+        sendError(res, herald);
       }
     });
   }
@@ -94,21 +82,35 @@ export class SseTransport implements Transport {
   }
 
   private async open(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const { config, hub } = this.context;
+    if (applyCors(req, res, config, ["GET"])) {
+      return;
+    }
     if (req.method !== "GET") {
       throw protocolError("method_not_allowed", `Open an event stream with GET, not ${req.method}.`);
     }
-    const { config, hub } = this.context;
     if (this.context.state() !== "running") {
       // EventSource stops for good on any status but 200, so a node that
       // will not serve the stream still responds 200 with a retry delay.
       sendReconnectLater(res, config.sse.retryMs);
       return;
     }
+    const address = req.socket.remoteAddress ?? "";
+    const release = this.context.limiter.acquire(address);
+    if (release === undefined) {
+      // Like draining, not a 429: the address is served again once some of
+      // its streams end, and a 429 would stop its EventSources for good.
+      this.context.logLimiter.write(this.log, "info", { remote: address }, "sse stream refused: too many connections from the address");
+      sendReconnectLater(res, config.sse.retryMs, "too_many_connections");
+      return;
+    }
+    // The response closes once on every path: rejected, ended or cut.
+    res.once("close", release);
     const request = parseSseRequest(req, url, config.limits.maxChannelsPerConnection, this.context.adminToken);
 
     // The stream watches the response from this tick on, so a client that
     // leaves while the token is checked or history is read is released.
-    const monitor = new ConnectionMonitor(this.context, request.admin ? "admin" : "sse", connectionId(), req.socket.remoteAddress ?? "");
+    const monitor = new ConnectionMonitor(this.context, request.admin ? "admin" : "sse", connectionId(), address);
     const stream = new SseStream(res, request.channels, {
       hub,
       monitor,
@@ -127,10 +129,8 @@ export class SseTransport implements Transport {
     }
 
     try {
-      if (!request.admin) {
-        await this.authorize(request, monitor);
-      }
-      await stream.start(request.since);
+      const identity = request.admin ? undefined : await this.authorize(request, monitor);
+      await stream.start(request.since, identity);
     } catch (error) {
       stream.rejected(toHeraldError(error).code);
       throw error;
@@ -138,7 +138,7 @@ export class SseTransport implements Transport {
   }
 
   /** Checks the token and the channels of a stream opened without the admin token. */
-  private async authorize(request: SseRequest, monitor: ConnectionMonitor): Promise<void> {
+  private async authorize(request: SseRequest, monitor: ConnectionMonitor): Promise<Identity> {
     const { auth, hub } = this.context;
     let identity: Identity;
     try {
@@ -156,6 +156,7 @@ export class SseTransport implements Transport {
       }
       checkSubscribe(identity, hub.namespaceOf(channel), channel);
     }
+    return identity;
   }
 
   private forget(stream: SseStream): void {

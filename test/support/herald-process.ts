@@ -7,6 +7,8 @@ const HERALD_BIN = fileURLToPath(new URL("../../bin/herald.js", import.meta.url)
 export interface HeraldProcessOptions {
   /** The node id; random when absent. */
   nodeId?: string;
+  /** The port; a free one when absent. A replacement node can take the port of one that exited. */
+  port?: number;
   /** Extra `herald serve` arguments. */
   args?: string[];
   /** HERALD_* settings; those of the test's own environment are not passed on. */
@@ -32,7 +34,7 @@ export interface HeraldProcess {
  * process on a free loopback port, and waits until /healthz responds.
  */
 export async function startHeraldProcess(options: HeraldProcessOptions = {}): Promise<HeraldProcess> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("HERALD_")));
   const args = [HERALD_BIN, "serve", "--port", String(port), "--host", "127.0.0.1"];
   if (options.nodeId !== undefined) {

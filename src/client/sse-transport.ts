@@ -1,0 +1,122 @@
+import { encodeCursor } from "../cursor.js";
+import { channelQuery, fetchPositions, toClientError, closeCodeForStatus } from "./http.js";
+import type { StreamPosition } from "./position.js";
+import type { ClientTransport, EventSourceConstructor, EventSourceLike, TransportHost } from "./types.js";
+
+/**
+ * Server-Sent Events: one stream for the whole channel set, opened with a
+ * cursor built from the client's positions (`lastEventId`). A change of
+ * channels reopens the stream for the new set. On any stream error the
+ * EventSource is closed and the client reconnects with its own backoff
+ * instead of the browser's, so fallback and jitter work alike everywhere.
+ */
+export class SseClientTransport implements ClientTransport {
+  readonly name = "sse";
+  private source: EventSourceLike | undefined;
+  private controller: AbortController | undefined;
+  private stopped = false;
+  private isOpen = false;
+  /** Counts stream starts, so a start overtaken by a newer one gives up. */
+  private generation = 0;
+
+  constructor(
+    private readonly host: TransportHost,
+    private readonly EventSourceClass: EventSourceConstructor,
+  ) {}
+
+  open(): void {
+    void this.start();
+  }
+
+  channelsChanged(): void {
+    void this.start();
+  }
+
+  close(): void {
+    this.stopped = true;
+    this.controller?.abort();
+    this.source?.close();
+  }
+
+  private async start(): Promise<void> {
+    const generation = ++this.generation;
+    this.source?.close();
+    this.source = undefined;
+    this.controller?.abort();
+    const controller = new AbortController();
+    this.controller = controller;
+
+    const channels = this.host.channels();
+    if (channels.length === 0) {
+      this.markOpen();
+      return;
+    }
+    try {
+      const missing = channels.filter((channel) => this.host.position(channel) === undefined);
+      if (missing.length > 0) {
+        for (const [channel, position] of await fetchPositions(this.host, missing, controller.signal)) {
+          this.host.setPosition(channel, position);
+        }
+      }
+    } catch (error) {
+      if (generation === this.generation && !this.stopped) {
+        const failure = toClientError(error);
+        this.fail(failure.status === undefined ? 1006 : closeCodeForStatus(failure.status), failure.message);
+      }
+      return;
+    }
+    if (generation !== this.generation || this.stopped) {
+      return;
+    }
+
+    const positions = new Map<string, StreamPosition>();
+    for (const channel of channels) {
+      positions.set(channel, this.host.position(channel)!);
+    }
+    const query = channelQuery(channels, { lastEventId: encodeCursor(channels, positions), token: this.host.token });
+    let source: EventSourceLike;
+    try {
+      source = new this.EventSourceClass(`${this.host.url}/sse?${query}`);
+    } catch (error) {
+      this.fail(1006, `the event stream could not start: ${String(error)}`);
+      return;
+    }
+    this.source = source;
+    source.addEventListener("subscribed", (event) => {
+      const body = JSON.parse(event.data) as { channels: Array<{ channel: string; epoch: string; offset: number }> };
+      for (const entry of body.channels) {
+        this.host.subscribed(entry.channel, { epoch: entry.epoch, offset: entry.offset });
+      }
+      this.markOpen();
+    });
+    source.addEventListener("gap", (event) => {
+      const gap = JSON.parse(event.data) as { channel: string; epoch: string; offset: number };
+      this.host.gap(gap.channel, { epoch: gap.epoch, offset: gap.offset });
+    });
+    source.onmessage = (event) => {
+      const message = JSON.parse(event.data) as { channel: string; offset: number; data: unknown };
+      this.host.event(message.channel, message.offset, message.data);
+    };
+    source.onerror = () => {
+      if (this.source === source) {
+        this.fail(1006, "the event stream failed or ended");
+      }
+    };
+  }
+
+  private fail(code: number, reason: string): void {
+    if (this.stopped) {
+      return;
+    }
+    this.stopped = true;
+    this.source?.close();
+    this.host.closed({ code, reason });
+  }
+
+  private markOpen(): void {
+    if (!this.isOpen) {
+      this.isOpen = true;
+      this.host.opened();
+    }
+  }
+}
