@@ -14,6 +14,8 @@ import { openRawStream } from "./lib/raw-client.mjs";
 const CHANNEL_KEY = Buffer.from("bx");
 const TIME_KEY = Buffer.from("bt");
 const OPEN_CONCURRENCY = 200;
+/** The acknowledged position of a subscription whose first event sets the baseline (long-polling). */
+const UNKNOWN_POSITION = -1;
 
 /** Microseconds on the monotonic clock, via performance.now() which is cheaper than hrtime.bigint(). */
 const clockBase = monotonicMicros() - performance.now() * 1000;
@@ -62,7 +64,7 @@ class Connection {
     const last = this.last.get(channel);
     if (last === undefined) {
       totals.unexpected++;
-    } else if (sequence === last + 1) {
+    } else if (last === UNKNOWN_POSITION || sequence === last + 1) {
       this.last.set(channel, sequence);
     } else if (sequence > last + 1) {
       totals.missing += sequence - last - 1;

@@ -10,7 +10,7 @@ import { formatTables } from "./lib/report.mjs";
 import { buildHerald, pinToClientCore, ROOT } from "./lib/processes.mjs";
 import { publishApi } from "./lib/publish-api.mjs";
 import { fanout, fanoutSteps, idleMemory, manyChannels } from "./lib/scenarios.mjs";
-import { FANOUT_SERVERS, herald, naive, SERVERS, socketIo, SSE_SERVERS } from "./lib/servers.mjs";
+import { FANOUT_SERVERS, herald, heraldPoll, naive, SERVERS, socketIo, SSE_SERVERS } from "./lib/servers.mjs";
 
 pinToClientCore();
 
@@ -41,6 +41,7 @@ const sseCases = full
       { subscribers: 5_000, rate: 50, seconds: 10 },
     ]
   : [{ subscribers: 2_000, rate: 20, seconds: 2 }];
+const pollCase = { subscribers: 5_000, rate: 5, seconds: full ? 10 : 2 };
 /** Full runs only: the rate raised step by step until a server falls behind. */
 const stepCase = { subscribers: 5_000, rates: [10, 20, 30, 40, 50, 60, 80, 100], seconds: 5 };
 const idleCase = full ? { small: 2_000, large: 18_000 } : { small: 2_000, large: 10_000 };
@@ -99,6 +100,11 @@ async function main() {
       const results = await fanout(SSE_SERVERS, sseCase, trials, logResult(label));
       sections.sse.push({ ...sseCase, rows: summarize(results) });
     }
+  }
+  if (!only || only === "poll") {
+    // Herald only: none of the peers serves long-polling to this client.
+    const results = await fanout([heraldPoll], pollCase, trials, logResult("poll"));
+    sections.poll = { ...pollCase, rows: summarize(results) };
   }
   if (full && (!only || only === "steps")) {
     const results = await fanoutSteps(SERVERS, stepCase, logResult("steps"));

@@ -160,7 +160,49 @@ const betterSse = {
   },
 };
 
+const CURSOR_KEY = Buffer.from('"cursor":"');
+const EVENT_START = Buffer.from('{"channel"');
+
+/**
+ * Herald's long-polling: each client keeps one GET /poll outstanding on a
+ * keep-alive connection and asks again with the returned cursor as soon as
+ * a response arrives. The first poll, without a cursor, starts at the
+ * channel's top, so its first event sets the baseline for the checks.
+ */
+const heraldPoll = {
+  name: "herald-poll",
+  stream: "poll",
+  path: "/poll",
+  sequenceKey: Buffer.from('"offset"'),
+  request(connection, cursor) {
+    const query = cursor === undefined ? channelQuery(connection) : `${channelQuery(connection)}&cursor=${cursor}`;
+    connection.raw.write(`GET /poll?${query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+  },
+  onOpen(connection) {
+    connection.channels.forEach((_, slot) => connection.onSubscribed(slot, -1));
+    this.request(connection, undefined);
+  },
+  onText(connection, buffer, start, end) {
+    let eventStart = buffer.indexOf(EVENT_START, start);
+    while (eventStart !== -1 && eventStart < end) {
+      let next = buffer.indexOf(EVENT_START, eventStart + 1);
+      if (next === -1 || next > end) next = end;
+      connection.onPush(buffer, eventStart, next, this.sequenceKey);
+      eventStart = next === end ? -1 : next;
+    }
+    const cursorAt = buffer.indexOf(CURSOR_KEY, start);
+    if (cursorAt === -1 || cursorAt > end) {
+      connection.onUnexpected("poll response without a cursor");
+      return;
+    }
+    const valueStart = cursorAt + CURSOR_KEY.length;
+    const cursor = buffer.toString("latin1", valueStart, buffer.indexOf(0x22, valueStart));
+    this.request(connection, encodeURIComponent(cursor));
+  },
+};
+
 export const PROTOCOLS = {
+  "herald-poll": heraldPoll,
   herald,
   "ws-naive": naive,
   "socket.io": socketIo,

@@ -62,11 +62,20 @@ export function openRawStream({ host, port, path, localAddress, handler, stream 
     };
 
     const socket = connect({ host, port, localAddress, noDelay: true, onread: { buffer: sharedReadBuffer, callback: onRead } });
-    connection = new RawConnection(socket, handler, stream === "sse");
+    connection = new RawConnection(socket, handler, stream);
     // The server may send its first message in the same read as the 101.
     handler.attach(connection);
     socket.once("error", fail);
     socket.once("connect", () => {
+      if (stream === "poll") {
+        // Plain HTTP/1.1 keep-alive: the protocol adapter writes each request itself.
+        socket.off("error", fail);
+        socket.on("error", () => connection.onClose());
+        socket.on("close", () => connection.onClose());
+        connection.open = true;
+        resolve(connection);
+        return;
+      }
       socket.write(
         stream === "sse"
           ? `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nAccept: text/event-stream\r\n\r\n`
@@ -86,15 +95,19 @@ class RawConnection {
   open = false;
   closed = false;
 
-  constructor(socket, handler, eventStream) {
+  constructor(socket, handler, stream) {
     this.socket = socket;
     this.handler = handler;
-    this.eventStream = eventStream;
+    this.stream = stream;
   }
 
   onData(chunk) {
-    if (this.eventStream) {
+    if (this.stream === "sse") {
       this.onEventStreamData(chunk);
+      return;
+    }
+    if (this.stream === "poll") {
+      this.onResponseData(chunk);
       return;
     }
     const buffer = this.rest === undefined ? chunk : Buffer.concat([this.rest, chunk]);
@@ -165,6 +178,43 @@ class RawConnection {
     if (lineStart < buffer.length) {
       this.rest = Buffer.from(buffer.subarray(lineStart));
     }
+  }
+
+  /**
+   * Hands over each complete HTTP response body framed by Content-Length
+   * (the only framing Herald's /poll uses), then the next response.
+   */
+  onResponseData(chunk) {
+    const buffer = this.rest === undefined ? chunk : Buffer.concat([this.rest, chunk]);
+    this.rest = undefined;
+    let position = 0;
+    for (;;) {
+      const headEnd = buffer.indexOf("\r\n\r\n", position);
+      if (headEnd === -1) break;
+      const lengthAt = buffer.indexOf("Content-Length: ", position);
+      if (lengthAt === -1 || lengthAt > headEnd) {
+        this.handler.onUnexpected("response without Content-Length");
+        this.socket.destroy();
+        return;
+      }
+      const length = Number.parseInt(buffer.toString("latin1", lengthAt + 16, lengthAt + 26), 10);
+      const bodyStart = headEnd + 4;
+      if (bodyStart + length > buffer.length) break;
+      if (buffer.toString("latin1", position + 9, position + 12) === "200") {
+        this.handler.onText(buffer, bodyStart, bodyStart + length);
+      } else {
+        this.handler.onUnexpected(`response ${buffer.toString("latin1", position, position + 12)}`);
+      }
+      position = bodyStart + length;
+    }
+    if (position < buffer.length) {
+      this.rest = Buffer.from(buffer.subarray(position));
+    }
+  }
+
+  /** Writes raw bytes, such as an HTTP request, to the socket. */
+  write(text) {
+    this.socket.write(text);
   }
 
   onClose() {

@@ -112,6 +112,14 @@ export function formatTables(sections, machine) {
     );
   }
 
+  if (sections.poll) {
+    const poll = sections.poll;
+    parts.push(
+      `### Long-polling fan-out: ${number(poll.subscribers)} clients, ${poll.rate} publishes/s, ${poll.seconds} s\n\n` +
+        deliveryTable(poll.rows),
+    );
+  }
+
   if (sections.steps) {
     const { subscribers, seconds, results } = sections.steps;
     const servers = [...new Set(results.map((result) => result.server))];

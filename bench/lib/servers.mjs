@@ -51,3 +51,10 @@ export const betterSse = {
   args: (port) => ["bench/servers/better-sse.mjs", "--port", String(port)],
 };
 export const SSE_SERVERS = [heraldSse, betterSse];
+
+export const heraldPoll = {
+  name: "herald (long-poll)",
+  protocol: "herald-poll",
+  publishPath: "/api/publish",
+  args: herald.args,
+};
