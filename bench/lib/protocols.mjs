@@ -1,4 +1,4 @@
-// How the load client speaks to each server under test. A push is checked
+// The load client's adapters, one per server protocol. A push is checked
 // by scanning its bytes for three numbers: the server's per-channel
 // sequence (Herald's "offset", the peers' "seq"), the channel index "bx"
 // and the publish timestamp "bt" that the publisher put in the data. The
@@ -165,8 +165,8 @@ const EVENT_START = Buffer.from('{"channel"');
 
 /**
  * Herald's long-polling: each client keeps one GET /poll outstanding on a
- * keep-alive connection and asks again with the returned cursor as soon as
- * a response arrives. The first poll, without a cursor, starts at the
+ * keep-alive connection and sends the next one, with the returned cursor,
+ * as soon as a response arrives. The first poll, without a cursor, starts at the
  * channel's top, so its first event sets the baseline for the checks.
  */
 const heraldPoll = {

@@ -1,9 +1,9 @@
-// A minimal RFC 6455 and Server-Sent Events client over node:net for the
-// load client. It parses server frames and event-stream lines in place,
-// without copying payloads or decoding text, so the client spends less
-// CPU per delivery than the servers it measures. Every server under test
-// gets this same client; only the small protocol adapter in protocols.mjs
-// differs.
+// A minimal RFC 6455, Server-Sent Events and HTTP long-poll client over
+// node:net for the load client. It parses server frames, event-stream
+// lines and response bodies in place, without copying payloads or
+// decoding text, so the client spends less CPU per delivery than the
+// servers it measures. Every server under test gets this same client;
+// only the small protocol adapter in protocols.mjs differs.
 import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
 
@@ -14,12 +14,14 @@ const OPCODE_CLOSE = 0x8;
 const OPCODE_PING = 0x9;
 
 /**
- * Opens a WebSocket (`stream: "websocket"`) or an event stream (`"sse"`)
- * over loopback. `handler.attach(connection)` is called first; then
- * `handler.onText(buffer, start, end)` gets each data frame's payload, or
- * each event-stream `data:` line's value, as a range of a received chunk
- * that is only valid during the call. Resolves once the response head
- * (101, or 200 for SSE) is read.
+ * Opens a WebSocket (`stream: "websocket"`), an event stream (`"sse"`) or
+ * a keep-alive HTTP connection for long-polls (`"poll"`) over loopback.
+ * `handler.attach(connection)` is called first. Then
+ * `handler.onText(buffer, start, end)` gets each data frame's payload,
+ * each event-stream `data:` line's value or each response body, as a
+ * range of a received chunk that is only valid during the call. Resolves
+ * once the response head (101, or 200 for SSE) is read, or at once for
+ * "poll".
  */
 export function openRawStream({ host, port, path, localAddress, handler, stream = "websocket" }) {
   const expected = stream === "sse" ? "HTTP/1.1 200" : "HTTP/1.1 101";
