@@ -1,12 +1,16 @@
+import cluster from "node:cluster";
 import { constants } from "node:os";
+import { runWorkers } from "./cluster.js";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { EXIT_MARGIN_MS } from "./lifecycle.js";
+import { createLogger } from "./log.js";
 import { HeraldServer } from "./server.js";
 import { isHelpFlag, publishCommand, subscribeCommand } from "./cli-client.js";
 
 const USAGE = `Usage:
   herald serve [--config FILE] [--port N] [--host ADDR] [--broker memory|redis]
-               [--redis-url URL] [--log-level LEVEL] [--set path=value ...]
+               [--redis-url URL] [--workers N] [--log-level LEVEL]
+               [--set path=value ...]
   herald publish CHANNEL JSON [--url http://127.0.0.1:8080] [--api-key KEY]
   herald subscribe CHANNEL [--url ws://127.0.0.1:8080/ws] [--token JWT]
 
@@ -46,6 +50,14 @@ async function serve(argv: string[]): Promise<number> {
   let config: Config;
   try {
     config = loadConfig({ argv });
+    if (config.workers > 1 && cluster.isPrimary) {
+      // Each worker checks the rest of the settings as it starts.
+      return runWorkers(config.workers, createLogger(config.log.level));
+    }
+    if (cluster.isWorker && config.nodeId !== "") {
+      // Each worker is a node of its own, so it needs a name of its own.
+      config = loadConfig({ argv, overrides: { nodeId: `${config.nodeId}-${cluster.worker?.id}` } });
+    }
     // The server checks settings that need more than the schema, such as token keys.
     server = new HeraldServer(config);
   } catch (error) {
@@ -79,7 +91,14 @@ async function serve(argv: string[]): Promise<number> {
     );
   };
   process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+  if (cluster.isWorker) {
+    // A worker takes its signals from the primary, which forwards the
+    // first SIGINT as SIGTERM; a terminal's Ctrl-C reaches the whole
+    // process group and would otherwise count as a second signal.
+    process.on("SIGINT", () => undefined);
+  } else {
+    process.on("SIGINT", onSignal);
+  }
   try {
     await server.start();
   } catch (error) {

@@ -45,6 +45,12 @@ export const configSchema = z
     /** Name of this node in logs, metrics and /api/info; random when empty. */
     nodeId: z.string().default(""),
     broker: z.enum(["memory", "redis"]).default("memory"),
+    /**
+     * Processes that serve the port (node:cluster), each a full node with
+     * its own hub and connections. More than 1 needs the redis broker,
+     * because nodes on the memory broker do not share channels.
+     */
+    workers: z.number().int().min(1).max(256).default(1),
     redis: z
       .object({
         /** Standalone Redis URL. */
@@ -134,6 +140,12 @@ export const configSchema = z
         maxMessageSize: positiveInt(64 * 1024),
         /** Origins allowed to open a WebSocket; `*` allows any. Empty: same-origin pages and clients that send no Origin. */
         allowedOrigins: z.array(z.string()).default([]),
+        /**
+         * Time events wait before they are written, in ms, so that more of
+         * them share one write. 0 writes at the end of the current turn of
+         * the event loop.
+         */
+        writeDelayMs: z.number().int().min(0).max(1_000).default(0),
       })
       .strict()
       .prefault({}),
@@ -286,6 +298,7 @@ const FLAG_PATHS: Record<string, string> = {
   port: "port",
   host: "host",
   broker: "broker",
+  workers: "workers",
   "redis-url": "redis.url",
   "log-level": "log.level",
   "node-id": "nodeId",
@@ -343,6 +356,13 @@ export function loadConfig(options: LoadOptions = {}): Config {
   if (!result.success) {
     const lines = result.error.issues.flatMap((issue) => describeIssue(issue, sources));
     throw new ConfigError(`Invalid settings:\n${lines.join("\n")}`);
+  }
+  if (result.data.workers > 1 && result.data.broker === "memory") {
+    const origin = originOf("workers", sources);
+    throw new ConfigError(
+      `Invalid settings:\n  workers${origin}: got ${result.data.workers}; more than 1 worker needs broker redis, ` +
+        "because workers on the memory broker would not share channels. Set --broker redis, or use 1 worker.",
+    );
   }
   return deepFreeze(result.data);
 }

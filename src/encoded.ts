@@ -1,6 +1,7 @@
 import type { Publication } from "./broker/broker.js";
 import { encodeCursor } from "./cursor.js";
 import { dataField } from "./transports/sse-wire.js";
+import { textFrame } from "./transports/websocket-frames.js";
 
 /**
  * A publication with its wire encodings, each built at most once and then
@@ -8,6 +9,7 @@ import { dataField } from "./transports/sse-wire.js";
  */
 export class EncodedPublication {
   private wsBytes: Buffer | undefined;
+  private wsFrameBytes: Buffer | undefined;
   private jsonText: string | undefined;
   private others: Map<string, unknown> | undefined;
   private sseEventBytes: Buffer | undefined;
@@ -39,6 +41,14 @@ export class EncodedPublication {
       this.wsBytes = Buffer.from(`{"type":"pub","channel":${JSON.stringify(channel)},"offset":${offset},"data":${data}}`);
     }
     return this.wsBytes;
+  }
+
+  /** The WebSocket push message as a complete text frame, header included. */
+  get wsFrame(): Buffer {
+    if (this.wsFrameBytes === undefined) {
+      this.wsFrameBytes = textFrame(this.ws);
+    }
+    return this.wsFrameBytes;
   }
 
   /**

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,6 +6,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { ApiKeys } from "../auth/api-keys.js";
 import type { StreamPosition } from "../broker/broker.js";
 import { validateChannel } from "../channel.js";
+import { connectionId } from "../connection-id.js";
 import type { EncodedPublication } from "../encoded.js";
 import { protocolError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
@@ -287,7 +287,7 @@ class GrpcStream implements Subscriber {
     private readonly serializeEvent: Serialize,
     private readonly onEnd: (stream: GrpcStream) => void,
   ) {
-    this.monitor = new ConnectionMonitor(context, "grpc", randomUUID(), peerAddress(call));
+    this.monitor = new ConnectionMonitor(context, "grpc", connectionId(), peerAddress(call));
     call.on("cancelled", () => this.release());
     call.on("close", () => this.release());
     call.on("error", () => this.release());

@@ -1,6 +1,6 @@
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { checkSubscribe, type Identity } from "../auth/identity.js";
+import { connectionId } from "../connection-id.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import { isInternalChannel } from "../events.js";
 import { applyCors } from "../http/cors.js";
@@ -110,7 +110,7 @@ export class SseTransport implements Transport {
 
     // The stream watches the response from this tick on, so a client that
     // leaves while the token is checked or history is read is released.
-    const monitor = new ConnectionMonitor(this.context, request.admin ? "admin" : "sse", randomUUID(), address);
+    const monitor = new ConnectionMonitor(this.context, request.admin ? "admin" : "sse", connectionId(), address);
     const stream = new SseStream(res, request.channels, {
       hub,
       monitor,

@@ -1,10 +1,11 @@
-import { randomUUID } from "node:crypto";
-import type { WebSocket } from "ws";
+import type { Duplex } from "node:stream";
+import { WebSocket } from "ws";
 import { watchExpiry } from "../auth/expiry.js";
 import type { Identity } from "../auth/identity.js";
 import { ANONYMOUS, checkPublish, checkSubscribe } from "../auth/identity.js";
 import type { PresenceEvent, StreamPosition } from "../broker/broker.js";
 import { validateChannel } from "../channel.js";
+import { connectionId } from "../connection-id.js";
 import type { EncodedPublication } from "../encoded.js";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
@@ -13,6 +14,7 @@ import type { Logger } from "../log.js";
 import { encodePublicationData } from "../publication-data.js";
 import { ConnectionMonitor } from "./connection-monitor.js";
 import type { TransportContext } from "./transport.js";
+import type { Flushable, FlushQueue } from "./websocket-frames.js";
 import type { Command, RequestId } from "./websocket-protocol.js";
 import { CommandError, errorFrame, parseCommand, replyFrame } from "./websocket-protocol.js";
 
@@ -30,9 +32,12 @@ interface SubscribeReply {
   recovered: boolean;
 }
 
+/** Bytes of pre-framed events a connection queues before it writes them without waiting for the flush. */
+const MAX_BATCH_BYTES = 64 * 1024;
+
 /** One WebSocket client: its commands, subscriptions and liveness. */
-export class WebSocketConnection implements Subscriber {
-  readonly id = randomUUID();
+export class WebSocketConnection implements Subscriber, Flushable {
+  readonly id = connectionId();
   private identity: Identity = ANONYMOUS;
   private connected = false;
   /**
@@ -73,6 +78,9 @@ export class WebSocketConnection implements Subscriber {
   /** Frames dropped in a row for the rate limit; past the burst size the connection is closed. */
   private rejectedInRow = 0;
   private cancelExpiry: () => void = () => undefined;
+  /** Pre-framed events waiting for the next flush: one frame, or several in order. */
+  private queued: Buffer | Buffer[] | undefined;
+  private queuedBytes = 0;
 
   /**
    * @param upgradeIdentity identity from a token on the upgrade request;
@@ -80,6 +88,9 @@ export class WebSocketConnection implements Subscriber {
    */
   constructor(
     readonly socket: WebSocket,
+    /** The TCP socket under `socket`, for writing pre-framed events (see flush). */
+    private readonly raw: Duplex,
+    private readonly flushQueue: FlushQueue,
     private readonly context: TransportContext,
     private readonly onClosed: (connection: WebSocketConnection) => void,
     remoteAddress: string,
@@ -99,7 +110,7 @@ export class WebSocketConnection implements Subscriber {
       this.withinRate();
     });
     socket.on("close", (code) => this.onClose(code));
-    socket.on("error", (error) => this.log.debug({ err: error }, "websocket error"));
+    socket.on("error", (error) => this.monitor.debug({ err: error }, "websocket error"));
   }
 
   private get log(): Logger {
@@ -108,7 +119,7 @@ export class WebSocketConnection implements Subscriber {
 
   /** Whether the connection is waiting on nothing: no command in flight, nothing unsent. */
   idle(): boolean {
-    return this.inFlight === 0 && this.socket.bufferedAmount === 0;
+    return this.inFlight === 0 && this.queued === undefined && this.socket.bufferedAmount === 0;
   }
 
   /**
@@ -120,6 +131,8 @@ export class WebSocketConnection implements Subscriber {
     if (this.closing) {
       return;
     }
+    // Events queued before the close go out before the close frame.
+    this.flush();
     this.closing = true;
     this.sentCode = code;
     this.closeLabel = label;
@@ -134,7 +147,7 @@ export class WebSocketConnection implements Subscriber {
   }
 
   deliver(event: EncodedPublication): void {
-    this.send(event.ws);
+    this.enqueue(event.wsFrame);
   }
 
   gap(subscription: Subscription, position: StreamPosition): void {
@@ -167,6 +180,8 @@ export class WebSocketConnection implements Subscriber {
     this.missedPongs++;
     const payload = String(++this.pingsSent);
     this.pingPositions.set(payload, this.currentPositions());
+    // The ping must follow every event its positions count, so queued events go out first.
+    this.flush();
     this.socket.ping(payload);
   }
 
@@ -207,23 +222,96 @@ export class WebSocketConnection implements Subscriber {
   }
 
   /**
-   * Queues a frame unless more than the outbound limit is already queued.
-   * bufferedAmount counts the bytes that ws and the socket hold in this
-   * process; the kernel's socket buffers come on top and are not RSS.
-   * Every frame to the client goes through here, replies included.
+   * Whether a message may be sent now. When not, it counts the drop, and
+   * closes a slow consumer: one with more than the outbound limit waiting,
+   * counting the queue of pre-framed events and the bufferedAmount of ws
+   * and the socket in this process (which includes the frames that flush
+   * wrote there). The kernel's socket buffers come on top and are not RSS.
    */
-  private send(message: Buffer | string): void {
+  private accepts(): boolean {
     if (this.closing) {
       this.monitor.drop("closing");
-      return;
+      return false;
     }
-    if (this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
+    if (this.queuedBytes + this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
       this.monitor.drop("slow_consumer");
       this.closeAsSlow();
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Sends a message within the outbound limit. Every message to the
+   * client goes through here, replies included, except publications,
+   * which go through enqueue.
+   */
+  private send(message: string): void {
+    if (this.accepts()) {
+      this.sendNow(message);
+    }
+  }
+
+  /** Sends through ws, after the queued events, so the connection's messages keep their order. */
+  private sendNow(message: string): void {
+    this.flush();
+    this.socket.send(message);
+  }
+
+  /**
+   * Queues a pre-framed event for the next flush. Every subscriber gets
+   * the same frame object, so nothing is encoded per subscriber.
+   */
+  private enqueue(frame: Buffer): void {
+    // Batches past this size gain nothing from waiting, and the kernel may
+    // take the bytes now, so they do not count against the outbound limit.
+    if (this.queuedBytes + frame.length > Math.min(MAX_BATCH_BYTES, this.context.config.limits.outboundBufferBytes)) {
+      this.flush();
+    }
+    if (!this.accepts()) {
       return;
     }
-    // ws sends a Buffer as a binary frame unless `binary: false` is set, but every Herald message is JSON text.
-    this.socket.send(message, { binary: false });
+    const queued = this.queued;
+    if (queued === undefined) {
+      this.queued = frame;
+      this.flushQueue.add(this);
+    } else if (Array.isArray(queued)) {
+      queued.push(frame);
+    } else {
+      this.queued = [queued, frame];
+    }
+    this.queuedBytes += frame.length;
+  }
+
+  /**
+   * Writes the queued frames straight to the TCP socket, in one write
+   * (corked when there are several). Bypassing ws.send is safe under
+   * these invariants: per-message deflate is off, so ws never compresses
+   * or delays frames; Herald never sends Blobs, the only other reason
+   * ws's sender queues; ws writes each frame it sends synchronously and
+   * whole, so frames never interleave; and nothing is written once the
+   * WebSocket is no longer OPEN, because no data frame may follow a close
+   * frame (RFC 6455 section 5.5.1).
+   */
+  flush(): void {
+    const queued = this.queued;
+    if (queued === undefined) {
+      return;
+    }
+    this.queued = undefined;
+    this.queuedBytes = 0;
+    if (this.closing || this.socket.readyState !== WebSocket.OPEN || !this.raw.writable) {
+      return;
+    }
+    if (!Array.isArray(queued)) {
+      this.raw.write(queued);
+      return;
+    }
+    this.raw.cork();
+    for (const frame of queued) {
+      this.raw.write(frame);
+    }
+    this.raw.uncork();
   }
 
   /**
@@ -251,7 +339,7 @@ export class WebSocketConnection implements Subscriber {
     if (this.closing || !this.withinRate()) {
       return;
     }
-    if (this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
+    if (this.queuedBytes + this.socket.bufferedAmount > this.context.config.limits.outboundBufferBytes) {
       this.closeAsSlow();
       return;
     }
@@ -272,7 +360,7 @@ export class WebSocketConnection implements Subscriber {
     if (this.closing) {
       return;
     }
-    this.monitor.slowConsumer(this.socket.bufferedAmount);
+    this.monitor.slowConsumer(this.queuedBytes + this.socket.bufferedAmount);
     this.close(4008, "slow consumer");
   }
 
@@ -300,7 +388,7 @@ export class WebSocketConnection implements Subscriber {
     }
     if (this.context.state() !== "running") {
       // New work would hold the drain open; the client retries it on the node it reconnects to.
-      this.socket.send(errorFrame(command.id, protocolError("draining")));
+      this.sendNow(errorFrame(command.id, protocolError("draining")));
       return;
     }
     this.inFlight++;
@@ -343,7 +431,7 @@ export class WebSocketConnection implements Subscriber {
 
   /** Ends the connection for an error whose code closes it. */
   private fail(error: HeraldError): void {
-    this.log.debug({ code: error.code }, "connection closed for a protocol error");
+    this.monitor.debug({ code: error.code }, "connection closed for a protocol error");
     this.close(error.close ?? 1008, error.message.slice(0, 120));
   }
 
@@ -416,8 +504,8 @@ export class WebSocketConnection implements Subscriber {
         }
       }
     }
-    this.session ??= randomUUID();
-    this.log.debug({ user: this.identity.user, session: this.session }, "client connected");
+    this.session ??= connectionId();
+    this.monitor.debug({ user: this.identity.user, session: this.session }, "client connected");
     return { client: this.id, session: this.session, node: this.context.nodeId, user: this.identity.user, restored };
   }
 
@@ -478,7 +566,7 @@ export class WebSocketConnection implements Subscriber {
       this.gap(result.subscription, { epoch: result.epoch, offset: result.top });
     }
     for (const event of result.publications) {
-      this.send(event.ws);
+      this.enqueue(event.wsFrame);
     }
     result.subscription.activate();
     this.saveSession();
@@ -540,7 +628,7 @@ export class WebSocketConnection implements Subscriber {
     const entry = { clientId: this.id, user: this.identity.user, node: this.context.nodeId };
     this.context.hub.broker
       .presenceAdd(channel, entry, this.context.config.presence.ttlMs)
-      .catch((error: unknown) => this.log.debug({ err: error, channel }, "presence add failed"));
+      .catch((error: unknown) => this.monitor.debug({ err: error, channel }, "presence add failed"));
   }
 
   private removePresence(channel: string): void {
@@ -549,7 +637,7 @@ export class WebSocketConnection implements Subscriber {
     }
     this.context.hub.broker
       .presenceRemove(channel, this.id)
-      .catch((error: unknown) => this.log.debug({ err: error, channel }, "presence remove failed"));
+      .catch((error: unknown) => this.monitor.debug({ err: error, channel }, "presence remove failed"));
   }
 
   /**

@@ -9,6 +9,7 @@ import { rejectUpgrade } from "../http/reject-upgrade.js";
 import { jitteredRetryAfterSeconds } from "../jitter.js";
 import type { Transport, TransportContext } from "./transport.js";
 import { WebSocketConnection } from "./websocket-connection.js";
+import { FlushQueue } from "./websocket-frames.js";
 
 /** How often a draining node looks for connections that finished their work, in ms. */
 const DRAIN_SWEEP_MS = 50;
@@ -20,6 +21,8 @@ const GOING_AWAY = 1001;
  * WebSocket (RFC 6455) at /ws. The `ws` server runs without its own HTTP
  * server and without per-message deflate: compressing each frame would
  * cost CPU per subscriber, while Herald shares one encoded frame among all.
+ * Connections write those shared frames to their TCP sockets directly
+ * (see WebSocketConnection.flush), which relies on deflate staying off.
  */
 export class WebSocketTransport implements Transport {
   readonly name = "websocket";
@@ -27,6 +30,7 @@ export class WebSocketTransport implements Transport {
   private readonly connections = new Set<WebSocketConnection>();
   private readonly heartbeat: NodeJS.Timeout | undefined;
   private readonly maintenance: NodeJS.Timeout[] = [];
+  private readonly flushQueue: FlushQueue;
   /** Set while draining; resolves drain() once the last connection is gone. */
   private drained: (() => void) | undefined;
   private upgradeHeaders: string[] = [];
@@ -45,6 +49,7 @@ export class WebSocketTransport implements Transport {
       const code = error.message === "Invalid HTTP method" ? "method_not_allowed" : "bad_request";
       rejectUpgrade(socket, protocolError(code, `Invalid WebSocket upgrade: ${error.message}.`));
     });
+    this.flushQueue = new FlushQueue(context.config.websocket.writeDelayMs);
     this.server.on("headers", (headers: string[]) => headers.push(...this.upgradeHeaders));
     const interval = context.config.websocket.pingIntervalMs;
     if (interval > 0) {
@@ -80,7 +85,7 @@ export class WebSocketTransport implements Transport {
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // Node's HTTP server drops its error listener on upgrade sockets; a reset during the token check must not crash.
-    socket.on("error", () => socket.destroy());
+    destroyOnError(socket);
     if (this.context.state() !== "running") {
       const retryAfter = jitteredRetryAfterSeconds(this.context.config.sse.retryMs);
       rejectUpgrade(socket, "draining", { "Retry-After": String(retryAfter) });
@@ -123,7 +128,15 @@ export class WebSocketTransport implements Transport {
       return;
     }
     this.server.handleUpgrade(req, socket, head, (ws) => {
-      const connection = new WebSocketConnection(ws, this.context, (closed) => this.forget(closed), address, identity);
+      const connection = new WebSocketConnection(
+        ws,
+        socket,
+        this.flushQueue,
+        this.context,
+        (closed) => this.forget(closed),
+        address,
+        identity,
+      );
       this.connections.add(connection);
     });
   }
@@ -187,4 +200,13 @@ export class WebSocketTransport implements Transport {
       connection.ping();
     }
   }
+}
+
+/**
+ * Destroys the socket when it fails. It is a function of its own because
+ * a listener defined inside handleUpgrade would keep that call's whole
+ * scope alive, the upgrade request included, for the connection's life.
+ */
+function destroyOnError(socket: Duplex): void {
+  socket.on("error", () => socket.destroy());
 }

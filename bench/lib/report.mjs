@@ -1,0 +1,199 @@
+// Markdown tables for docs/benchmarks.md, written by bench/run.mjs.
+
+const number = (value, digits = 0) =>
+  Number.isFinite(value) ? value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "–";
+
+function table(header, rows) {
+  const lines = [`| ${header.join(" | ")} |`, `| ${header.map(() => "---").join(" | ")} |`];
+  for (const row of rows) lines.push(`| ${row.join(" | ")} |`);
+  return lines.join("\n");
+}
+
+/** Herald's value over a peer's, as "1.23x". */
+function ratio(herald, peer) {
+  return Number.isFinite(herald) && Number.isFinite(peer) && peer !== 0 ? `${(herald / peer).toFixed(2)}x` : "–";
+}
+
+function deliveryTable(rows) {
+  const herald = rows.find((row) => row.server.startsWith("herald"));
+  return table(
+    [
+      "server",
+      "deliveries/s",
+      "Herald's deliveries/s ÷ this",
+      "server CPU-s per million",
+      "this ÷ Herald's CPU",
+      "p50 ms",
+      "p99 ms",
+      "p99.9 ms",
+      "kept up",
+      "failures",
+      "client CPU-s per million",
+    ],
+    rows.map((row) => [
+      row.server,
+      number(row.deliveriesPerSecond),
+      row === herald ? "" : ratio(herald?.deliveriesPerSecond, row.deliveriesPerSecond),
+      number(row.serverCpuPerMillion, 2),
+      row === herald ? "" : ratio(row.serverCpuPerMillion, herald?.serverCpuPerMillion),
+      number(row.p50, 2),
+      number(row.p99, 2),
+      number(row.p999, 2),
+      row.sustained ? "yes" : "no",
+      number(row.failures),
+      number(row.clientCpuPerMillion, 2),
+    ]),
+  );
+}
+
+/** Checks this run's figures against Herald's targets; each line names the figures it compared. */
+function targetLines(sections) {
+  const lines = [];
+  const check = (ok, text) => lines.push(`| ${text} | ${ok === undefined ? "not measured" : ok ? "met" : "not met"} |`);
+  const row = (rows, server) => rows?.find((candidate) => candidate.server === server);
+  const small = sections.fanout?.find((entry) => entry.subscribers === 2_000);
+  const large = sections.fanout?.find((entry) => entry.subscribers === 5_000);
+
+  const herald = row(small?.rows, "herald");
+  const naive = row(small?.rows, "ws (naive loop)");
+  if (herald && naive) {
+    check(
+      herald.serverCpuPerMillion <= naive.serverCpuPerMillion,
+      `2,000 × 20: Herald's CPU per million deliveries (${number(herald.serverCpuPerMillion, 2)} s) at most the naive ws loop's (${number(naive.serverCpuPerMillion, 2)} s)`,
+    );
+    check(herald.p99 < 50, `2,000 × 20: Herald's p99 latency (${number(herald.p99, 1)} ms) under 50 ms`);
+  }
+  const heraldPeak = row(large?.rows, "herald");
+  const naivePeak = row(large?.rows, "ws (naive loop)");
+  const socketIoPeak = row(large?.rows, "socket.io");
+  if (heraldPeak && naivePeak && socketIoPeak) {
+    check(
+      heraldPeak.deliveriesPerSecond >= naivePeak.deliveriesPerSecond,
+      `5,000 × 50: Herald's deliveries/s (${number(heraldPeak.deliveriesPerSecond)}) at least the naive ws loop's (${number(naivePeak.deliveriesPerSecond)})`,
+    );
+    check(
+      heraldPeak.deliveriesPerSecond >= 1.6 * socketIoPeak.deliveriesPerSecond,
+      `5,000 × 50: Herald's deliveries/s at least 1.6 × Socket.IO's (${number(socketIoPeak.deliveriesPerSecond)}); ratio ${(heraldPeak.deliveriesPerSecond / socketIoPeak.deliveriesPerSecond).toFixed(2)}`,
+    );
+    check(
+      heraldPeak.serverCpuPerMillion <= 0.5 * socketIoPeak.serverCpuPerMillion,
+      `5,000 × 50: Herald's CPU per million (${number(heraldPeak.serverCpuPerMillion, 2)} s) at most 0.5 × Socket.IO's (${number(socketIoPeak.serverCpuPerMillion, 2)} s); ratio ${(heraldPeak.serverCpuPerMillion / socketIoPeak.serverCpuPerMillion).toFixed(2)}`,
+    );
+  }
+  const idle = row(sections.idle?.rows, "herald");
+  if (idle) {
+    check(idle.bytesPerConnection <= 8 * 1024, `Idle: Herald's RSS per WebSocket connection (${number(idle.bytesPerConnection / 1024, 2)} KiB) at most 8 KiB`);
+  }
+  return lines.length === 0 ? undefined : `### Targets in this run\n\n| target | result |\n| --- | --- |\n${lines.join("\n")}`;
+}
+
+export function formatTables(sections, machine) {
+  const parts = [
+    `Taken ${machine.date} with \`${machine.command}\` (${machine.minutes} min) on ${machine.cores} cores ` +
+      `(${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}. Each figure is the median of ` +
+      `${machine.trials} trials; servers alternate within each round. The machine was shared with other ` +
+      "jobs while these ran, so absolute numbers are noisy; compare servers within one table.",
+  ];
+
+  const targets = targetLines(sections);
+  if (targets) parts.push(targets);
+
+  for (const fanout of sections.fanout ?? []) {
+    parts.push(
+      `### Fan-out: ${number(fanout.subscribers)} subscribers, ${fanout.rate} publishes/s, ${fanout.seconds} s\n\n` +
+        deliveryTable(fanout.rows),
+    );
+  }
+
+  for (const sse of sections.sse ?? []) {
+    parts.push(
+      `### SSE fan-out: ${number(sse.subscribers)} subscribers, ${sse.rate} publishes/s, ${sse.seconds} s\n\n` +
+        deliveryTable(sse.rows),
+    );
+  }
+
+  if (sections.poll) {
+    const poll = sections.poll;
+    parts.push(
+      `### Long-polling fan-out: ${number(poll.subscribers)} clients, ${poll.rate} publishes/s, ${poll.seconds} s\n\n` +
+        deliveryTable(poll.rows),
+    );
+  }
+
+  if (sections.steps) {
+    const { subscribers, seconds, results } = sections.steps;
+    const servers = [...new Set(results.map((result) => result.server))];
+    const rows = servers.map((server) => {
+      const mine = results.filter((result) => result.server === server);
+      const kept = mine.filter((result) => result.sustained);
+      const peak = kept.reduce((best, result) => (result.deliveriesPerSecond > (best?.deliveriesPerSecond ?? 0) ? result : best), undefined);
+      const half = peak
+        ? mine.reduce((best, result) =>
+            Math.abs(result.deliveriesPerSecond - peak.deliveriesPerSecond / 2) <
+            Math.abs(best.deliveriesPerSecond - peak.deliveriesPerSecond / 2)
+              ? result
+              : best,
+          )
+        : undefined;
+      const fastest = mine.reduce((best, result) => (result.deliveriesPerSecond > best.deliveriesPerSecond ? result : best));
+      return [
+        server,
+        peak ? `${number(peak.deliveriesPerSecond)} (${peak.rate}/s)` : "–",
+        `${number(fastest.deliveriesPerSecond)} (${fastest.rate}/s)`,
+        half ? `${number(half.p50, 2)} / ${number(half.p99, 2)} / ${number(half.p999, 2)} (${half.rate}/s)` : "–",
+        number(mine.reduce((sum, result) => sum + result.failures, 0)),
+      ];
+    });
+    parts.push(
+      `### Fan-out steps: ${number(subscribers)} subscribers, publish rate raised step by step, ${seconds} s a step\n\n` +
+        table(
+          ["server", "highest kept-up deliveries/s (rate)", "highest deliveries/s at any step (rate)", "p50 / p99 / p99.9 ms at the step nearest half the kept-up peak", "failures"],
+          rows,
+        ),
+    );
+  }
+
+  if (sections.idle) {
+    const { small, large, rows } = sections.idle;
+    parts.push(
+      `### Idle memory: RSS growth from ${number(small)} to ${number(large)} connections, one subscription each\n\n` +
+        table(
+          ["server", `RSS at ${number(small)} (MiB)`, `RSS at ${number(large)} (MiB)`, "KiB per connection"],
+          rows.map((row) => [
+            row.server,
+            number(row.rssSmall / 2 ** 20, 1),
+            number(row.rssLarge / 2 ** 20, 1),
+            number(row.bytesPerConnection / 1024, 2),
+          ]),
+        ),
+    );
+  }
+
+  if (sections.many) {
+    const many = sections.many;
+    parts.push(
+      `### Many channels: ${number(many.connections)} connections, each on its own channel and one of ` +
+        `${many.shared} shared channels; ${number(many.rate)} publishes/s round-robin over all, ${many.seconds} s\n\n` +
+        deliveryTable(many.rows),
+    );
+  }
+  if (sections.api) {
+    parts.push(
+      `### Publish API: autocannon, 10 connections, ${sections.api.seconds} s per endpoint, no subscribers\n\n` +
+        table(
+          ["server", "endpoint", "requests/s", "publishes/s", "p50 ms", "p99 ms", "errors", "server CPU-s per million publishes"],
+          sections.api.rows.map((row) => [
+            row.server,
+            `\`${row.endpoint}\``,
+            number(row.requestsPerSecond),
+            number(row.publishesPerSecond),
+            number(row.p50, 1),
+            number(row.p99, 1),
+            number(row.errors),
+            number(row.serverCpuPerMillion, 1),
+          ]),
+        ),
+    );
+  }
+  return parts.join("\n\n");
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+// Runs Herald and its peers side by side and rewrites the result tables in
+// docs/benchmarks.md. Usage: npm run bench [-- --full] [-- --only NAME]
+// [-- --trials N] [-- --no-write]. Servers run on core 0, the load client
+// and this coordinator on core 1.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { formatTables } from "./lib/report.mjs";
+import { buildHerald, pinToClientCore, ROOT } from "./lib/processes.mjs";
+import { publishApi } from "./lib/publish-api.mjs";
+import { fanout, fanoutSteps, idleMemory, manyChannels } from "./lib/scenarios.mjs";
+import { FANOUT_SERVERS, herald, heraldPoll, naive, SERVERS, socketIo, SSE_SERVERS } from "./lib/servers.mjs";
+
+pinToClientCore();
+
+const args = process.argv.slice(2);
+const full = args.includes("--full");
+const write = !args.includes("--no-write");
+const only = valueOf("--only");
+const trials = Number(valueOf("--trials") ?? (full ? 5 : 3));
+
+function valueOf(flag) {
+  const index = args.indexOf(flag);
+  return index === -1 ? undefined : args[index + 1];
+}
+
+
+const fanoutCases = full
+  ? [
+      { subscribers: 2_000, rate: 20, seconds: 10 },
+      { subscribers: 5_000, rate: 50, seconds: 10 },
+    ]
+  : [
+      { subscribers: 2_000, rate: 20, seconds: 2 },
+      { subscribers: 5_000, rate: 50, seconds: 2 },
+    ];
+const sseCases = full
+  ? [
+      { subscribers: 2_000, rate: 20, seconds: 10 },
+      { subscribers: 5_000, rate: 50, seconds: 10 },
+    ]
+  : [{ subscribers: 2_000, rate: 20, seconds: 2 }];
+const pollCase = { subscribers: 5_000, rate: 5, seconds: full ? 10 : 2 };
+/** Full runs only: the rate raised step by step until a server falls behind. */
+const stepCase = { subscribers: 5_000, rates: [10, 20, 30, 40, 50, 60, 80, 100], seconds: 5 };
+const idleCase = full ? { small: 2_000, large: 18_000 } : { small: 2_000, large: 10_000 };
+const manyCase = full
+  ? { connections: 10_000, shared: 10, rate: 1_000, seconds: 10 }
+  : { connections: 2_000, shared: 10, rate: 500, seconds: 2 };
+
+const apiCase = { seconds: full ? 10 : 2 };
+
+function median(values) {
+  const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** Per server, the median of every numeric field over the trials, plus summed failures. */
+function summarize(results) {
+  const byServer = new Map();
+  for (const result of results) {
+    if (!byServer.has(result.server)) byServer.set(result.server, []);
+    byServer.get(result.server).push(result);
+  }
+  return [...byServer.entries()].map(([server, rows]) => {
+    const summary = { server, trials: rows.length };
+    for (const key of Object.keys(rows[0])) {
+      if (typeof rows[0][key] === "number") summary[key] = median(rows.map((row) => row[key]));
+    }
+    summary.failures = rows.reduce((sum, row) => sum + (row.failures ?? 0), 0);
+    summary.sustained = rows.every((row) => row.sustained);
+    return summary;
+  });
+}
+
+function logResult(label) {
+  return (round, result) => console.log(`${label} round ${round + 1} ${result.server}: ${JSON.stringify(result)}`);
+}
+
+async function main() {
+  buildHerald();
+
+  const started = Date.now();
+  const sections = {};
+  if (!only || only === "fanout") {
+    sections.fanout = [];
+    for (const fanoutCase of fanoutCases) {
+      const label = `fanout ${fanoutCase.subscribers}x${fanoutCase.rate}`;
+      const results = await fanout(FANOUT_SERVERS, fanoutCase, trials, logResult(label));
+      sections.fanout.push({ ...fanoutCase, rows: summarize(results) });
+    }
+  }
+  if (!only || only === "sse") {
+    sections.sse = [];
+    for (const sseCase of sseCases) {
+      const label = `sse ${sseCase.subscribers}x${sseCase.rate}`;
+      const results = await fanout(SSE_SERVERS, sseCase, trials, logResult(label));
+      sections.sse.push({ ...sseCase, rows: summarize(results) });
+    }
+  }
+  if (!only || only === "poll") {
+    // Herald only: none of the peers serves long-polling to this client.
+    const results = await fanout([heraldPoll], pollCase, trials, logResult("poll"));
+    sections.poll = { ...pollCase, rows: summarize(results) };
+  }
+  if (full && (!only || only === "steps")) {
+    const results = await fanoutSteps(SERVERS, stepCase, logResult("steps"));
+    sections.steps = { ...stepCase, results };
+  }
+  if (!only || only === "idle") {
+    // Memory varies little between trials, so one is enough.
+    sections.idle = { ...idleCase, rows: await idleMemory(SERVERS, idleCase) };
+    for (const row of sections.idle.rows) console.log(`idle ${row.server}: ${JSON.stringify(row)}`);
+  }
+  if (!only || only === "many") {
+    const results = await manyChannels(SERVERS, manyCase, trials, logResult("many"));
+    sections.many = { ...manyCase, rows: summarize(results) };
+  }
+  if (!only || only === "api") {
+    // One trial, because autocannon averages over the whole run.
+    sections.api = { ...apiCase, rows: await publishApi([herald, naive, socketIo], apiCase) };
+    for (const row of sections.api.rows) console.log(`api ${row.server} ${row.endpoint}: ${JSON.stringify(row)}`);
+  }
+
+  const machine = {
+    date: new Date().toISOString().slice(0, 10),
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? "unknown",
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    command: `npm run bench${args.length ? ` -- ${args.join(" ")}` : ""}`,
+    trials,
+    minutes: ((Date.now() - started) / 60_000).toFixed(1),
+  };
+  const tables = formatTables(sections, machine);
+  console.log(tables);
+  if (write) {
+    const path = join(ROOT, "docs/benchmarks.md");
+    const START = "<!-- bench:results:start -->";
+    const END = "<!-- bench:results:end -->";
+    const text = existsSync(path) ? readFileSync(path, "utf8") : `${START}\n${END}\n`;
+    const from = text.indexOf(START);
+    const to = text.indexOf(END);
+    if (from === -1 || to === -1) throw new Error(`${path} lacks the ${START} and ${END} markers`);
+    writeFileSync(path, `${text.slice(0, from + START.length)}\n${tables}\n${text.slice(to)}`);
+    console.log(`wrote ${path}`);
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
