@@ -22,6 +22,13 @@ const OPEN_CONCURRENCY = 200;
 const UNKNOWN_POSITION = -1;
 /** A closed connection waits up to this long before reconnecting, and as long again plus a random share of it between attempts, in ms. */
 const RECONNECT_JITTER_MS = 250;
+/**
+ * A reconnect attempt without a handshake reply by then is abandoned and
+ * retried, as a client with a connect timeout does. Without it, a SYN
+ * dropped by a full accept queue is retried by the kernel only after 1,
+ * 3, 7, 15… s.
+ */
+const RECONNECT_TIMEOUT_MS = 1_000;
 
 /** Microseconds on the monotonic clock, via performance.now() which is cheaper than hrtime.bigint(). */
 const clockBase = monotonicMicros() - performance.now() * 1000;
@@ -38,7 +45,7 @@ const totals = {
   disconnects: 0,
   /** Connections closed and not yet subscribed again with every channel resumed. */
   down: 0,
-  /** Resumed subscriptions whose reply said the server could not recover the missed events. */
+  /** Resumed subscriptions whose reply reported that the server could not recover the missed events. */
   notRecovered: 0,
 };
 const latency = new Histogram();
@@ -64,7 +71,7 @@ class Connection {
     this.target = target;
   }
 
-  /** Where channel number `slot` resumes from: undefined before its first subscription. */
+  /** Returns where channel number `slot` resumes from, or undefined before its first subscription. */
   since(slot) {
     const index = this.channels[slot].index;
     const epoch = this.epochs.get(index);
@@ -79,11 +86,19 @@ class Connection {
   async reconnect() {
     await sleep(Math.random() * RECONNECT_JITTER_MS);
     for (;;) {
+      let timer;
+      const timedOut = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("connect timed out")), RECONNECT_TIMEOUT_MS);
+      });
       try {
-        await this.connect();
+        await Promise.race([this.connect(), timedOut]);
         return;
       } catch {
+        // An attempt that timed out is abandoned, so its handshake cannot complete later.
+        this.raw.close();
         await sleep(RECONNECT_JITTER_MS * (1 + Math.random()));
+      } finally {
+        clearTimeout(timer);
       }
     }
   }

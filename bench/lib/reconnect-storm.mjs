@@ -9,6 +9,8 @@ import { heraldRedisArgs } from "./servers.mjs";
 
 const CHANNEL = { channel: "storm", index: 0 };
 const LIMIT_MS = 120_000;
+/** Events kept per channel: 100 s at 10 publishes/s, against the default 100. */
+const HISTORY_SIZE = 1_000;
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -33,7 +35,10 @@ async function until(check) {
  */
 export async function reconnectStorm({ clients, rate }) {
   const redis = await startRedis();
-  const spec = { name: "herald on Redis", args: heraldRedisArgs(redis.url) };
+  // History of HISTORY_SIZE events keeps every missed event recoverable while
+  // clients resume, so the table measures resume, not the history bound.
+  const args = (port) => [...heraldRedisArgs(redis.url)(port), "--set", `defaults.historySize=${HISTORY_SIZE}`];
+  const spec = { name: "herald on Redis", args };
   const stopping = [redis];
   const fleet = new Fleet();
   let publishing = false;

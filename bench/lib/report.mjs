@@ -131,9 +131,10 @@ function nodesTable(rows) {
 }
 
 /**
- * Two nodes on Redis against one on memory. The nodes share the server
- * core, so deliveries per second of the pair are what one core's worth
- * of Redis nodes delivers; per CPU-second, each node's figure is its own.
+ * Compares two nodes on Redis with one on memory. The nodes share the
+ * server core, so the pair's deliveries per second are what one core's
+ * worth of Redis nodes delivers. Deliveries per CPU-second are each
+ * node's own.
  */
 function redisRatios(rows) {
   const memory = rows.find((row) => !Number.isFinite(row.redisCpuPerMillion));
@@ -270,7 +271,10 @@ export function formatTables(sections, machine) {
         "to the second node: until it exited after draining, until a new process listened on the same port, until " +
         "every client had reconnected and resubscribed with `since` (its last epoch and offset) and been told the " +
         "missed events were recovered, and until every client had received the offset last published at that moment. " +
-        "A client reconnects after a random 0–250 ms, and retries every 250–500 ms while the node is down. One run.",
+        "A client reconnects after a random 0–250 ms, abandons an attempt without a handshake reply after 1 s, and " +
+        "retries every 250–500 ms. The nodes keep 1,000 events of history per channel (the default of 100 lasts " +
+        `${number(100 / storm.rate)} s at ${storm.rate} publishes/s), so that the table measures how long resuming takes ` +
+        "rather than the history bound. One run.",
     );
   }
 
@@ -284,7 +288,10 @@ export function formatTables(sections, machine) {
         "two cores. With `--workers 2` the two workers therefore take turns on one core: this table shows what the " +
         "split costs (the primary handing out connections, each publication crossing Redis to a second process, two " +
         "event loops instead of one), not what a second core gains. It cannot show scaling; that needs a machine " +
-        "with more cores than the load client uses.",
+        "with more cores than the load client uses." +
+        (workers.rows.every((row) => row.sustained)
+          ? " Every server kept up with this rate, so deliveries per second here are the offered load, not a peak."
+          : ""),
     );
   }
 
