@@ -4,6 +4,10 @@
 // checks every delivery's per-channel sequence, and records
 // publish-to-delivery latency from the timestamp in each payload.
 //
+// With `plan.resume`, a connection that closes opens again after a short
+// random delay, retrying until the server accepts it, and subscribes with
+// `since` each channel's last epoch and sequence (Herald only).
+//
 // Commands from the coordinator: open, stats, reset-latency, verify, exit.
 import { performance } from "node:perf_hooks";
 import { Histogram } from "./lib/histogram.mjs";
@@ -16,6 +20,15 @@ const TIME_KEY = Buffer.from("bt");
 const OPEN_CONCURRENCY = 200;
 /** The acknowledged position of a subscription whose first event sets the baseline (long-polling). */
 const UNKNOWN_POSITION = -1;
+/** A closed connection waits up to this long before reconnecting, and as long again plus a random share of it between attempts, in ms. */
+const RECONNECT_JITTER_MS = 250;
+/**
+ * A reconnect attempt without a handshake reply by then is abandoned and
+ * retried, as a client with a connect timeout does. Without it, a SYN
+ * dropped by a full accept queue is retried by the kernel only after 1,
+ * 3, 7, 15… s.
+ */
+const RECONNECT_TIMEOUT_MS = 1_000;
 
 /** Microseconds on the monotonic clock, via performance.now() which is cheaper than hrtime.bigint(). */
 const clockBase = monotonicMicros() - performance.now() * 1000;
@@ -28,18 +41,66 @@ const totals = {
   unexpected: 0,
   closed: 0,
   subscribed: 0,
+  /** Closes followed by a reconnect (plan.resume). */
+  disconnects: 0,
+  /** Connections closed and not yet subscribed again with every channel resumed. */
+  down: 0,
+  /** Resumed subscriptions whose reply reported that the server could not recover the missed events. */
+  notRecovered: 0,
 };
 const latency = new Histogram();
 const connections = [];
 let protocol;
+let exiting = false;
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 class Connection {
   /** Last sequence seen per channel index. */
   last = new Map();
+  /** Epoch per channel index, from the subscribe reply, for resuming. */
+  epochs = new Map();
   raw = undefined;
+  /** Channels still to be resubscribed after a reconnect. */
+  resuming = 0;
 
-  constructor(channels) {
+  constructor(channels, target) {
     this.channels = channels;
+    this.target = target;
+  }
+
+  /** Returns where channel number `slot` resumes from, or undefined before its first subscription. */
+  since(slot) {
+    const index = this.channels[slot].index;
+    const epoch = this.epochs.get(index);
+    return epoch === undefined ? undefined : { epoch, offset: this.last.get(index) };
+  }
+
+  async connect() {
+    await openRawStream({ ...this.target, handler: this });
+    protocol.onOpen(this);
+  }
+
+  async reconnect() {
+    await sleep(Math.random() * RECONNECT_JITTER_MS);
+    for (;;) {
+      let timer;
+      const timedOut = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("connect timed out")), RECONNECT_TIMEOUT_MS);
+      });
+      try {
+        await Promise.race([this.connect(), timedOut]);
+        return;
+      } catch {
+        // An attempt that timed out is abandoned, so its handshake cannot complete later.
+        this.raw.close();
+        await sleep(RECONNECT_JITTER_MS * (1 + Math.random()));
+      } finally {
+        clearTimeout(timer);
+      }
+    }
   }
 
   attach(raw) {
@@ -74,13 +135,21 @@ class Connection {
     }
   }
 
-  onSubscribed(slot, sequence) {
+  onSubscribed(slot, sequence, epoch, recovered) {
     const channel = this.channels[slot];
+    if (channel !== undefined && this.resuming > 0 && this.last.has(channel.index)) {
+      // A resumed subscription: the events after `since` follow the reply.
+      if (recovered !== true || sequence !== this.last.get(channel.index)) totals.notRecovered++;
+      this.resuming--;
+      if (this.resuming === 0) totals.down--;
+      return;
+    }
     if (channel === undefined || this.last.has(channel.index)) {
       totals.unexpected++;
       return;
     }
     this.last.set(channel.index, sequence);
+    if (epoch !== undefined) this.epochs.set(channel.index, epoch);
     totals.subscribed++;
   }
 
@@ -90,7 +159,15 @@ class Connection {
   }
 
   onClose() {
-    totals.closed++;
+    if (exiting) return;
+    if (!this.target.resume) {
+      totals.closed++;
+      return;
+    }
+    totals.disconnects++;
+    if (this.resuming === 0) totals.down++;
+    this.resuming = this.channels.length;
+    void this.reconnect();
   }
 }
 
@@ -113,17 +190,17 @@ async function open({ protocolName, host, port, sourceAddresses, firstId, count,
   const failures = [];
 
   async function openOne(id) {
-    const connection = new Connection(channelsOf(id, plan));
-    await openRawStream({
+    const channels = channelsOf(id, plan);
+    const connection = new Connection(channels, {
       host,
       port,
       stream: protocol.stream ?? "websocket",
-      path: typeof protocol.path === "function" ? protocol.path(connection) : protocol.path,
+      path: typeof protocol.path === "function" ? protocol.path({ channels }) : protocol.path,
       localAddress: sourceAddresses[id % sourceAddresses.length],
-      handler: connection,
+      resume: plan.resume === true,
     });
+    await connection.connect();
     connections.push(connection);
-    protocol.onOpen(connection);
   }
 
   async function lane() {
@@ -173,6 +250,7 @@ process.on("message", async (message) => {
       process.send({ type: "verified", ...verify(message.tops) });
       break;
     case "exit":
+      exiting = true;
       for (const connection of connections) connection.raw.close();
       process.exit(0);
   }

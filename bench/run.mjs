@@ -10,7 +10,8 @@ import { formatTables } from "./lib/report.mjs";
 import { buildHerald, pinToClientCore, ROOT } from "./lib/processes.mjs";
 import { publishApi } from "./lib/publish-api.mjs";
 import { fanout, fanoutSteps, idleMemory, manyChannels } from "./lib/scenarios.mjs";
-import { FANOUT_SERVERS, herald, heraldPoll, naive, SERVERS, socketIo, SSE_SERVERS } from "./lib/servers.mjs";
+import { reconnectStorm } from "./lib/reconnect-storm.mjs";
+import { FANOUT_SERVERS, herald, heraldOnRedis, heraldPoll, heraldTwoNodes, naive, SERVERS, socketIo, SSE_SERVERS } from "./lib/servers.mjs";
 
 pinToClientCore();
 
@@ -50,6 +51,15 @@ const manyCase = full
   : { connections: 2_000, shared: 10, rate: 500, seconds: 2 };
 
 const apiCase = { seconds: full ? 10 : 2 };
+/** One node on memory against two on Redis, with the same subscribers and publishes. */
+const redisCase = full ? { subscribers: 5_000, rate: 50, seconds: 10 } : { subscribers: 2_000, rate: 50, seconds: 2 };
+const stormCase = { clients: full ? 10_000 : 2_000, rate: 10 };
+const workersCase = full ? { subscribers: 5_000, rate: 100, seconds: 10 } : { subscribers: 5_000, rate: 50, seconds: 2 };
+/**
+ * Full runs only: idle memory past one process's open-files limit, with
+ * the server spread over workers and the client over several processes.
+ */
+const idleWorkersCase = { small: 10_000, large: 50_000, workers: 3 };
 
 function median(values) {
   const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
@@ -69,6 +79,7 @@ function summarize(results) {
     const summary = { server, trials: rows.length };
     for (const key of Object.keys(rows[0])) {
       if (typeof rows[0][key] === "number") summary[key] = median(rows.map((row) => row[key]));
+      if (Array.isArray(rows[0][key])) summary[key] = rows[0][key].map((_, i) => median(rows.map((row) => row[key][i])));
     }
     summary.failures = rows.reduce((sum, row) => sum + (row.failures ?? 0), 0);
     summary.sustained = rows.every((row) => row.sustained);
@@ -118,6 +129,24 @@ async function main() {
   if (!only || only === "many") {
     const results = await manyChannels(SERVERS, manyCase, trials, logResult("many"));
     sections.many = { ...manyCase, rows: summarize(results) };
+  }
+  if (!only || only === "redis") {
+    const results = await fanout([herald, heraldTwoNodes], redisCase, trials, logResult("redis"));
+    sections.redis = { ...redisCase, rows: summarize(results) };
+  }
+  if (!only || only === "storm") {
+    // One run: each is a restart of its own.
+    sections.storm = await reconnectStorm(stormCase);
+    console.log(`storm: ${JSON.stringify(sections.storm)}`);
+  }
+  if (!only || only === "workers") {
+    const results = await fanout([heraldOnRedis(1), heraldOnRedis(2)], workersCase, trials, logResult("workers"));
+    sections.workers = { ...workersCase, rows: summarize(results) };
+  }
+  if (full && (!only || only === "idle-workers")) {
+    const { workers, ...sizes } = idleWorkersCase;
+    sections.idleWorkers = { ...idleWorkersCase, rows: await idleMemory([heraldOnRedis(workers)], sizes) };
+    for (const row of sections.idleWorkers.rows) console.log(`idle-workers ${row.server}: ${JSON.stringify(row)}`);
   }
   if (!only || only === "api") {
     // One trial, because autocannon averages over the whole run.

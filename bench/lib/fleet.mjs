@@ -61,10 +61,13 @@ export class Fleet {
   /** Counters summed over workers, with their merged latency histogram. */
   async stats() {
     const replies = await Promise.all(this.workers.map((worker) => worker.request({ type: "stats" })));
-    const sum = { deliveries: 0, missing: 0, outOfOrder: 0, unexpected: 0, closed: 0, subscribed: 0, cpuSeconds: 0 };
+    // Every numeric field of a worker's reply is a counter.
+    const sum = {};
     const latency = new Histogram();
     for (const reply of replies) {
-      for (const key of Object.keys(sum)) sum[key] += reply[key];
+      for (const [key, value] of Object.entries(reply)) {
+        if (typeof value === "number") sum[key] = (sum[key] ?? 0) + value;
+      }
       latency.addSparse(reply.latency);
     }
     return { ...sum, latency };

@@ -5,7 +5,7 @@ import { connect, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const SERVER_CORE = "0";
+export const SERVER_CORE = "0";
 const CLIENT_CORE = "1";
 
 /**
@@ -63,10 +63,11 @@ async function waitForPort(port, child, timeoutMs = 20_000) {
 /**
  * Starts a server under test on core 0 and waits until it listens.
  * `args(port)` gives the script and its arguments, `nodeArgs` any flags
- * for node itself. `stop()` ends it by its pid.
+ * for node itself. `port` reuses a port, as a restarted node does.
+ * `stop()` ends it by its pid; `exited` resolves when it has exited.
  */
-export async function startServer(spec) {
-  const port = await freePort();
+export async function startServer(spec, port = undefined) {
+  port ??= await freePort();
   const child = spawn("taskset", ["-c", SERVER_CORE, process.execPath, ...(spec.nodeArgs ?? []), ...spec.args(port)], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "pipe"],
@@ -85,16 +86,20 @@ export async function startServer(spec) {
   return {
     pid: child.pid,
     port,
+    exited,
     errors: () => errors,
-    async stop() {
-      if (child.exitCode === null) {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
-        await exited;
-        clearTimeout(timer);
-      }
-    },
+    stop: () => stopChild(child, exited),
   };
+}
+
+/** Sends a child SIGTERM, then SIGKILL if it has not exited within 3 s, and waits for its exit. */
+export async function stopChild(child, exited) {
+  if (child.exitCode === null) {
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
+    await exited;
+    clearTimeout(timer);
+  }
 }
 
 /** A load-client worker on core 1, driven by request/reply messages over IPC. */

@@ -40,7 +40,8 @@ const herald = {
   sequenceKey: Buffer.from('"offset"'),
   onOpen(connection) {
     connection.channels.forEach((channel, slot) => {
-      connection.send(JSON.stringify({ id: slot + 1, type: "subscribe", channel: channel.name }));
+      const since = connection.since(slot);
+      connection.send(JSON.stringify({ id: slot + 1, type: "subscribe", channel: channel.name, ...(since && { since }) }));
     });
   },
   onText(connection, buffer, start, end) {
@@ -54,7 +55,7 @@ const herald = {
       } else {
         const message = JSON.parse(buffer.toString("utf8", lineStart, lineEnd));
         if (message.type === "reply" && typeof message.result?.offset === "number") {
-          connection.onSubscribed(message.id - 1, message.result.offset);
+          connection.onSubscribed(message.id - 1, message.result.offset, message.result.epoch, message.result.recovered);
         } else {
           connection.onUnexpected(`message ${JSON.stringify(message).slice(0, 200)}`);
         }

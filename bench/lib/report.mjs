@@ -80,11 +80,74 @@ function targetLines(sections) {
       `5,000 × 50: Herald's CPU per million (${number(heraldPeak.serverCpuPerMillion, 2)} s) at most 0.5 × Socket.IO's (${number(socketIoPeak.serverCpuPerMillion, 2)} s); ratio ${(heraldPeak.serverCpuPerMillion / socketIoPeak.serverCpuPerMillion).toFixed(2)}`,
     );
   }
+  const redis = sections.redis && redisRatios(sections.redis.rows);
+  if (redis) {
+    check(
+      redis.perCpu >= 0.7,
+      `Two nodes on Redis: per-node deliveries per CPU-second ÷ the memory node's (${number(redis.memory.serverCpuPerMillion, 2)} ÷ ${number(redis.costliest, 2)} s per million) at least 0.7; ratio ${redis.perCpu.toFixed(2)}`,
+    );
+  }
+  const storm = sections.storm;
+  if (storm) {
+    check(
+      storm.missed === 0 && storm.duplicated === 0 && storm.notRecovered === 0 && Number.isFinite(storm.caughtUpSeconds),
+      `Reconnect storm: ${number(storm.clients)} clients resumed with no missed or duplicated offset (${number(storm.missed)} missed, ${number(storm.duplicated)} duplicated)`,
+    );
+  }
   const idle = row(sections.idle?.rows, "herald");
   if (idle) {
     check(idle.bytesPerConnection <= 8 * 1024, `Idle: Herald's RSS per WebSocket connection (${number(idle.bytesPerConnection / 1024, 2)} KiB) at most 8 KiB`);
   }
   return lines.length === 0 ? undefined : `### Targets in this run\n\n| target | result |\n| --- | --- |\n${lines.join("\n")}`;
+}
+
+/** Deliveries table for servers compared with the first row, with CPU per node and Redis's CPU. */
+function nodesTable(rows) {
+  const base = rows[0];
+  return table(
+    [
+      "server",
+      "deliveries/s",
+      `this ÷ ${base.server}`,
+      "server CPU-s per million, each node",
+      "Redis CPU-s per million",
+      "p50 ms",
+      "p99 ms",
+      "kept up",
+      "failures",
+    ],
+    rows.map((row) => [
+      row.server,
+      number(row.deliveriesPerSecond),
+      row === base ? "" : ratio(row.deliveriesPerSecond, base.deliveriesPerSecond),
+      (row.nodeCpuPerMillion ?? [row.serverCpuPerMillion]).map((cpu) => number(cpu, 2)).join(" / "),
+      number(row.redisCpuPerMillion, 2),
+      number(row.p50, 2),
+      number(row.p99, 2),
+      row.sustained ? "yes" : "no",
+      number(row.failures),
+    ]),
+  );
+}
+
+/**
+ * Compares two nodes on Redis with one on memory. The nodes share the
+ * server core, so the pair's deliveries per second are what one core's
+ * worth of Redis nodes delivers. Deliveries per CPU-second are each
+ * node's own.
+ */
+function redisRatios(rows) {
+  const memory = rows.find((row) => !Number.isFinite(row.redisCpuPerMillion));
+  const pair = rows.find((row) => row.nodeCpuPerMillion?.length > 1);
+  if (!memory || !pair) return undefined;
+  const costliest = Math.max(...pair.nodeCpuPerMillion);
+  return {
+    throughput: pair.deliveriesPerSecond / memory.deliveriesPerSecond,
+    perCpu: memory.serverCpuPerMillion / costliest,
+    memory,
+    pair,
+    costliest,
+  };
 }
 
 export function formatTables(sections, machine) {
@@ -153,6 +216,85 @@ export function formatTables(sections, machine) {
     );
   }
 
+  if (sections.redis) {
+    const redis = sections.redis;
+    const ratios = redisRatios(redis.rows);
+    parts.push(
+      `### Two nodes on Redis: ${number(redis.subscribers)} subscribers split evenly over the nodes, ${redis.rate} publishes/s through the first, ${redis.seconds} s\n\n` +
+        nodesTable(redis.rows) +
+        "\n\nBoth nodes, and the `redis-server` this scenario starts on a free loopback port, run on the server core " +
+        "(`taskset -c 0`), next to one another. The pair's deliveries per second are therefore what one core's worth " +
+        "of Redis-broker nodes delivers, and each node's CPU-seconds per million count its own share (half) of the " +
+        "deliveries; the first node also takes the publishes." +
+        (ratios
+          ? ` Per-node deliveries on Redis ÷ deliveries on memory, per CPU-second of the costlier node: ` +
+            `**${ratios.perCpu.toFixed(2)}** (target: at least 0.7); deliveries per second of the pair ÷ the memory ` +
+            `node's: ${ratios.throughput.toFixed(2)}.`
+          : ""),
+    );
+  }
+
+  if (sections.storm) {
+    const storm = sections.storm;
+    parts.push(
+      `### Reconnect storm: ${number(storm.clients)} clients restart with their node, ${storm.rate} publishes/s throughout\n\n` +
+        table(
+          [
+            "clients",
+            "node exited (s)",
+            "listening again (s)",
+            "all resumed (s)",
+            "all caught up (s)",
+            "reconnects",
+            "missed offsets",
+            "duplicated offsets",
+            "not recovered",
+            "other failures",
+          ],
+          [
+            [
+              number(storm.clients),
+              number(storm.stopSeconds, 2),
+              number(storm.restartSeconds, 2),
+              number(storm.resumedSeconds, 2),
+              number(storm.caughtUpSeconds, 2),
+              number(storm.disconnects),
+              number(storm.missed),
+              number(storm.duplicated),
+              number(storm.notRecovered),
+              number(storm.unexpected),
+            ],
+          ],
+        ) +
+        "\n\nTwo nodes on one `redis-server` (all three on the server core); every client is on the second node, and " +
+        "publishes go through the first, so they continue while the second restarts. Times count from the `SIGTERM` " +
+        "to the second node: until it exited after draining, until a new process listened on the same port, until " +
+        "every client had reconnected and resubscribed with `since` (its last epoch and offset) and been told the " +
+        "missed events were recovered, and until every client had received the offset last published at that moment. " +
+        "A client reconnects after a random 0–250 ms, abandons an attempt without a handshake reply after 1 s, and " +
+        "retries every 250–500 ms. The nodes keep 1,000 events of history per channel (the default of 100 lasts " +
+        `${number(100 / storm.rate)} s at ${storm.rate} publishes/s), so that the table measures how long resuming takes ` +
+        "rather than the history bound. One run.",
+    );
+  }
+
+  if (sections.workers) {
+    const workers = sections.workers;
+    parts.push(
+      `### Workers: ${number(workers.subscribers)} subscribers, ${workers.rate} publishes/s, ${workers.seconds} s, on Redis\n\n` +
+        nodesTable(workers.rows) +
+        "\n\nEach server has a `redis-server` of its own. Server CPU counts the primary and every worker. All of " +
+        "them, and Redis, are pinned to the server core, because the load client needs the other of this machine's " +
+        "two cores. With `--workers 2` the two workers therefore take turns on one core: this table shows what the " +
+        "split costs (the primary handing out connections, each publication crossing Redis to a second process, two " +
+        "event loops instead of one), not what a second core gains. It cannot show scaling; that needs a machine " +
+        "with more cores than the load client uses." +
+        (workers.rows.every((row) => row.sustained)
+          ? " Every server kept up with this rate, so deliveries per second here are the offered load, not a peak."
+          : ""),
+    );
+  }
+
   if (sections.idle) {
     const { small, large, rows } = sections.idle;
     parts.push(
@@ -166,6 +308,27 @@ export function formatTables(sections, machine) {
             number(row.bytesPerConnection / 1024, 2),
           ]),
         ),
+    );
+  }
+
+  if (sections.idleWorkers) {
+    const { small, large, workers, rows } = sections.idleWorkers;
+    parts.push(
+      `### Idle memory over ${workers} workers: RSS growth from ${number(small)} to ${number(large)} connections\n\n` +
+        table(
+          ["server", "processes", `RSS at ${number(small)} (MiB)`, `RSS at ${number(large)} (MiB)`, "KiB per connection"],
+          rows.map((row) => [
+            row.server,
+            number(row.processes),
+            number(row.rssSmall / 2 ** 20, 1),
+            number(row.rssLarge / 2 ** 20, 1),
+            number(row.bytesPerConnection / 1024, 2),
+          ]),
+        ) +
+        `\n\nOne process may hold about 20,000 open files here, so the server runs as \`--workers ${workers}\` on Redis ` +
+        "(the primary hands connections out round robin) and the load client as processes of at most 8,000 " +
+        "connections each. RSS is summed over the primary and its workers; the growth between the two sizes, divided " +
+        "by the connections added, is the cost of one connection.",
     );
   }
 

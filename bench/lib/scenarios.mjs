@@ -4,7 +4,7 @@
 // noisy machine. Idle servers cost next to nothing while another is
 // measured.
 import { Fleet, Publisher } from "./fleet.mjs";
-import { cpuSeconds, rssBytes } from "./proc-stats.mjs";
+import { cpuSeconds, rssBytes, processTree, treeCpuSeconds, treeRssBytes } from "./proc-stats.mjs";
 import { startServer } from "./processes.mjs";
 
 const WARMUP_SECONDS = 1;
@@ -30,6 +30,11 @@ async function settle(fleet, target, quietMs = 2_000, limitMs = 30_000) {
     }
     await sleep(20);
   }
+}
+
+/** CPU seconds of each node of a server (one, unless it is several nodes), each with its worker processes. */
+function nodeCpu(server) {
+  return (server.pids ?? [server.pid]).map(treeCpuSeconds);
 }
 
 /** One server under test with its own connections and publisher. */
@@ -68,14 +73,17 @@ class Session {
     const expectedBefore = this.expected;
     const publishedBefore = publisher.published;
     const skippedBefore = publisher.skipped;
-    const serverCpuBefore = cpuSeconds(server.pid);
+    const nodeCpuBefore = nodeCpu(server);
+    const redisCpuBefore = server.redisPid ? cpuSeconds(server.redisPid) : 0;
     const started = performance.now();
 
     await publisher.run(rate, seconds, this.pick);
     const publishedFor = (performance.now() - started) / 1000;
     const after = await settle(fleet, before.deliveries + (this.expected - expectedBefore));
     const busyFor = (performance.now() - started) / 1000;
-    const serverCpu = cpuSeconds(server.pid) - serverCpuBefore;
+    const nodeCpuSpent = nodeCpu(server).map((cpu, i) => cpu - nodeCpuBefore[i]);
+    const serverCpu = nodeCpuSpent.reduce((sum, cpu) => sum + cpu, 0);
+    const redisCpu = server.redisPid ? cpuSeconds(server.redisPid) - redisCpuBefore : Number.NaN;
     const verified = await fleet.verify(publisher.tops);
 
     const deliveries = after.deliveries - before.deliveries;
@@ -93,6 +101,9 @@ class Session {
       // Kept up: every publish was sent on time, and deliveries finished within a second of the last.
       sustained: skippedPublishes === 0 && deliveries === expectedDeliveries && busyFor - publishedFor < 1,
       serverCpuPerMillion: serverCpu / millions,
+      // Subscribers are split evenly over the nodes, so each delivered an equal share.
+      nodeCpuPerMillion: nodeCpuSpent.map((cpu) => cpu / (millions / nodeCpuSpent.length)),
+      redisCpuPerMillion: redisCpu / millions,
       clientCpuPerMillion: (after.cpuSeconds - before.cpuSeconds) / millions,
       p50: after.latency.quantileMs(0.5),
       p99: after.latency.quantileMs(0.99),
@@ -120,10 +131,16 @@ async function withSessions(specs, { count, plan, subscriptionsPerConnection, ch
   const sessions = [];
   try {
     for (const spec of specs) {
-      const server = await startServer(spec);
+      const server = spec.start ? await spec.start() : await startServer(spec);
       const fleet = new Fleet();
       sessions.push(new Session(spec, server, fleet, channels));
-      await fleet.open({ protocolName: spec.protocol, port: server.port, count, plan, subscriptionsPerConnection });
+      // A server of several nodes gets an equal share of the connections on each.
+      const ports = server.ports ?? [server.port];
+      for (const [i, port] of ports.entries()) {
+        const from = Math.round((i * count) / ports.length);
+        const to = Math.round(((i + 1) * count) / ports.length);
+        await fleet.open({ protocolName: spec.protocol, port, count: to - from, plan, subscriptionsPerConnection, firstId: from });
+      }
     }
     return await body(sessions);
   } finally {
@@ -195,12 +212,13 @@ export function manyChannels(specs, { connections, shared, rate, seconds }, roun
 /**
  * Idle memory: each server's RSS with `small` connections (one
  * subscription each), then with `large`; the growth divided by the
- * connections added is the cost of one connection.
+ * connections added is the cost of one connection. RSS is summed over
+ * the server's processes, so `--workers` counts every worker.
  */
 export function idleMemory(specs, { small, large }) {
   return withSessions(specs, { count: small, plan: IDLE_PLAN, subscriptionsPerConnection: 1, channels: [] }, async (sessions) => {
     await sleep(2_000);
-    const rssSmall = sessions.map((session) => rssBytes(session.server.pid));
+    const rssSmall = sessions.map((session) => treeRssBytes(session.server.pid));
     for (const session of sessions) {
       await session.fleet.open({
         protocolName: session.spec.protocol,
@@ -213,9 +231,10 @@ export function idleMemory(specs, { small, large }) {
     }
     await sleep(2_000);
     return sessions.map((session, i) => {
-      const rssLarge = rssBytes(session.server.pid);
+      const rssLarge = treeRssBytes(session.server.pid);
       return {
         server: session.spec.name,
+        processes: processTree(session.server.pid).length,
         rssSmall: rssSmall[i],
         rssLarge,
         bytesPerConnection: (rssLarge - rssSmall[i]) / (large - small),

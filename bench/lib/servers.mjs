@@ -1,6 +1,9 @@
 // The servers under test. `args(port)` gives the node arguments that
 // start one; `publishPath` is where the publisher POSTs
 // {"channel", "data"}; `protocol` picks the load client's adapter.
+// A spec with `start()` starts itself, as several nodes do.
+import { startServer } from "./processes.mjs";
+import { startRedis } from "./redis.mjs";
 
 export const herald = {
   name: "herald",
@@ -57,4 +60,55 @@ export const heraldPoll = {
   protocol: "herald-poll",
   publishPath: "/api/publish",
   args: herald.args,
+};
+
+/** Herald's arguments for a node on the Redis broker at `url`, with `workers` processes. */
+export function heraldRedisArgs(url, workers = 1) {
+  return (port) => [...herald.args(port), "--broker", "redis", "--redis-url", url, "--workers", String(workers)];
+}
+
+/**
+ * Starts a redis-server of its own and `nodes` Herald nodes on it, each
+ * with `workers` processes, as one server under test: subscribers are
+ * split over the nodes' ports and publishes go to the first. A Redis of
+ * its own keeps servers measured in the same scenario from receiving
+ * each other's publications.
+ */
+async function startOnRedis(name, nodeCount, workers) {
+  const redis = await startRedis();
+  const nodes = [];
+  try {
+    for (let i = 0; i < nodeCount; i++) {
+      nodes.push(await startServer({ name, args: heraldRedisArgs(redis.url, workers) }));
+    }
+  } catch (error) {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await redis.stop();
+    throw error;
+  }
+  return {
+    port: nodes[0].port,
+    pid: nodes[0].pid,
+    ports: nodes.map((node) => node.port),
+    pids: nodes.map((node) => node.pid),
+    redisPid: redis.pid,
+    async stop() {
+      await Promise.all(nodes.map((node) => node.stop()));
+      await redis.stop();
+    },
+  };
+}
+
+/** Herald on the Redis broker with `workers` processes (`--workers`). */
+export function heraldOnRedis(workers = 1) {
+  const name = `herald on Redis, --workers ${workers}`;
+  return { name, protocol: "herald", publishPath: "/api/publish", start: () => startOnRedis(name, 1, workers) };
+}
+
+/** Two Herald nodes on the Redis broker. */
+export const heraldTwoNodes = {
+  name: "herald, 2 nodes on Redis",
+  protocol: "herald",
+  publishPath: "/api/publish",
+  start: () => startOnRedis("herald, 2 nodes on Redis", 2, 1),
 };
