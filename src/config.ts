@@ -61,6 +61,12 @@ export const configSchema = z
         keyPrefix: z.string().regex(/^[^{}]*$/, "must not contain { or }").default("herald:"),
         /** How long a channel's epoch and top offset outlive its last publish or read, in ms (24 h). */
         metaTtlMs: positiveMillis(86_400_000),
+        /**
+         * How long the epoch of a channel that was read but never published
+         * to lives, in ms (5 min). Nodes renew it for channels their clients
+         * subscribe to; the first publish extends it to `metaTtlMs`.
+         */
+        unpublishedMetaTtlMs: positiveMillis(300_000),
         /** Time a Redis command may take before it fails, in ms. */
         commandTimeoutMs: positiveMillis(2_000),
       })

@@ -13,6 +13,7 @@ export function createBroker(config: Config, log: Logger, nodeId: string): Broke
         clusterNodes: config.redis.clusterNodes,
         keyPrefix: config.redis.keyPrefix,
         metaTtlMs: config.redis.metaTtlMs,
+        unpublishedMetaTtlMs: config.redis.unpublishedMetaTtlMs,
         commandTimeoutMs: config.redis.commandTimeoutMs,
         connectionName: `herald:${nodeId}`,
       },

@@ -186,3 +186,58 @@ describe("MemoryBroker", () => {
     await broker.close();
   });
 });
+
+describe("MemoryBroker records created by reads", () => {
+  async function capped(cap: number): Promise<MemoryBroker> {
+    const broker = new MemoryBroker({ readOnlyCap: cap });
+    await broker.start(recorder());
+    return broker;
+  }
+
+  test("reads of fresh channels keep at most the cap of records", async () => {
+    const broker = await capped(10);
+    for (let n = 0; n < 100; n++) {
+      await broker.history(`fresh-${n}`, { since: 0, limit: 0 });
+    }
+    assert.equal(broker.channelRecords, 10);
+    await broker.close();
+  });
+
+  test("published and subscribed records survive the cap", async () => {
+    const broker = await capped(3);
+    const published = await broker.publish("published", "1", OPTIONS);
+    await broker.subscribe("waiting");
+    const waiting = await broker.history("waiting", { since: 0, limit: 0 });
+    for (let n = 0; n < 20; n++) {
+      await broker.history(`fresh-${n}`, { since: 0, limit: 0 });
+    }
+    assert.equal(broker.channelRecords, 5, "two kept records and the cap of read-only ones");
+    assert.equal((await broker.history("published", { since: 0, limit: 10 })).epoch, published.epoch);
+    assert.equal((await broker.history("waiting", { since: 0, limit: 0 })).epoch, waiting.epoch);
+    const first = await broker.publish("waiting", "1", OPTIONS);
+    assert.equal(first.epoch, waiting.epoch);
+    assert.equal(first.offset, 1);
+    await broker.close();
+  });
+
+  test("the least recently read record goes first", async () => {
+    const broker = await capped(2);
+    const a = await broker.history("a", { since: 0, limit: 0 });
+    const b = await broker.history("b", { since: 0, limit: 0 });
+    await broker.history("a", { since: 0, limit: 0 });
+    await broker.history("c", { since: 0, limit: 0 });
+    assert.equal((await broker.history("a", { since: 0, limit: 0 })).epoch, a.epoch);
+    assert.notEqual((await broker.history("b", { since: 0, limit: 0 })).epoch, b.epoch, "b was evicted");
+    await broker.close();
+  });
+
+  test("an unsubscribed channel without events counts against the cap again", async () => {
+    const broker = await capped(1);
+    await broker.subscribe("left");
+    await broker.history("left", { since: 0, limit: 0 });
+    await broker.unsubscribe("left");
+    await broker.history("other", { since: 0, limit: 0 });
+    assert.equal(broker.channelRecords, 1);
+    await broker.close();
+  });
+});

@@ -39,6 +39,19 @@ const SWEEP_INTERVAL_MS = 5_000;
 const DEFAULT_TTL_MS = 300_000;
 
 /**
+ * Most channel records kept that only reads created: never published to
+ * and not subscribed by this node. Any client may read any channel name,
+ * so without a cap a stream of reads of fresh names would grow memory for
+ * a whole TTL. A record costs about 500 bytes of RSS (an estimate from
+ * polling 192,000 fresh names), so the cap keeps them to about 25 MB,
+ * while it is still far above the channels that clients read and then
+ * wait on in practice. The least recently read record goes first. A later
+ * read of its channel starts a new epoch, so a client that resumes on the
+ * old epoch gets a gap notice, never a silent loss.
+ */
+export const READ_ONLY_RECORD_CAP = 50_000;
+
+/**
  * The single-node engine. Everything lives in this process, so publish
  * delivers to the hub synchronously and offsets are plain counters.
  * Memory is bounded by history sizes and TTLs: a channel's record is
@@ -49,11 +62,24 @@ export class MemoryBroker implements Broker {
   private listener: BrokerListener | undefined;
   private readonly channels = new Map<string, ChannelHistory>();
   private readonly subscribed = new Set<string>();
+  /** Channels whose record only reads created, least recently read first; bounded by the cap. */
+  private readonly readOnly = new Set<string>();
+  private readonly readOnlyCap: number;
   private readonly idempotency = new Map<string, Expiring<Publication>>();
   private readonly sessions = new Map<string, Expiring<string>>();
   private readonly presence = new Map<string, Map<string, Expiring<PresenceEntry>>>();
   private readonly nodes = new Map<string, Expiring<NodeInfo>>();
   private sweeper: NodeJS.Timeout | undefined;
+
+  /** `readOnlyCap` overrides READ_ONLY_RECORD_CAP, for tests. */
+  constructor(options: { readOnlyCap?: number } = {}) {
+    this.readOnlyCap = options.readOnlyCap ?? READ_ONLY_RECORD_CAP;
+  }
+
+  /** Number of channel records in memory, whatever created them. */
+  get channelRecords(): number {
+    return this.channels.size;
+  }
 
   async start(listener: BrokerListener): Promise<void> {
     this.listener = listener;
@@ -81,6 +107,7 @@ export class MemoryBroker implements Broker {
     }
 
     const history = this.channel(channel, now, options);
+    this.readOnly.delete(channel);
     history.top++;
     history.ttlMs = options.historyTtlMs;
     history.expiresAt = now + options.historyTtlMs;
@@ -101,6 +128,11 @@ export class MemoryBroker implements Broker {
 
   async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
     const history = this.channel(channel, Date.now());
+    if (history.top === 0 && !this.subscribed.has(channel)) {
+      this.readOnly.delete(channel);
+      this.readOnly.add(channel);
+      this.evictReadOnly();
+    }
     const events = history.events;
     const earliest = events.size === 0 ? history.top + 1 : events.at(0)!.offset;
     const publications: Publication[] = [];
@@ -114,6 +146,7 @@ export class MemoryBroker implements Broker {
 
   async subscribe(channel: string): Promise<void> {
     this.subscribed.add(channel);
+    this.readOnly.delete(channel);
   }
 
   async unsubscribe(channel: string): Promise<void> {
@@ -123,6 +156,10 @@ export class MemoryBroker implements Broker {
     const history = this.channels.get(channel);
     if (history) {
       history.expiresAt = Math.max(history.expiresAt, Date.now() + history.ttlMs);
+      if (history.top === 0) {
+        this.readOnly.add(channel);
+        this.evictReadOnly();
+      }
     }
   }
 
@@ -223,10 +260,22 @@ export class MemoryBroker implements Broker {
     return history;
   }
 
+  /** Drops the least recently read records that only reads created, down to the cap. */
+  private evictReadOnly(): void {
+    for (const name of this.readOnly) {
+      if (this.readOnly.size <= this.readOnlyCap) {
+        return;
+      }
+      this.readOnly.delete(name);
+      this.channels.delete(name);
+    }
+  }
+
   private sweep(now: number): void {
     for (const [name, history] of this.channels) {
       if (history.expiresAt <= now && !this.subscribed.has(name)) {
         this.channels.delete(name);
+        this.readOnly.delete(name);
       }
     }
     for (const [key, entry] of this.idempotency) {

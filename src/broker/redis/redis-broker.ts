@@ -24,12 +24,27 @@ export interface RedisBrokerSettings extends RedisConnectionSettings {
    * channel whose history expired resumes without a false gap notice.
    */
   readonly metaTtlMs: number;
+  /**
+   * How long meta that only reads created lives, in ms (default 5 min).
+   * The node renews it for channels it subscribes to, so their subscribers
+   * keep the epoch however long the first publish takes.
+   */
+  readonly unpublishedMetaTtlMs?: number;
   /** How long start() waits for Redis before the node starts unavailable, in ms. */
   readonly startTimeoutMs?: number;
 }
 
 /** Cluster only: delay of the second catch-up after sharded subscribers came back, in ms. */
 const CLUSTER_SECOND_RESYNC_MS = 1_000;
+
+/** Default of `unpublishedMetaTtlMs`, in ms. */
+const DEFAULT_UNPUBLISHED_META_TTL_MS = 300_000;
+
+/** Renewals per unpublished meta TTL, so that one failed round still leaves time for the next. */
+const META_RENEWALS_PER_TTL = 3;
+
+/** Meta renewals sent before the node waits for their replies, to bound what is in flight. */
+const META_RENEWAL_BATCH = 1_000;
 
 /** Default idempotency window when the caller gives none, in ms. */
 const DEFAULT_IDEMPOTENCY_WINDOW_MS = 300_000;
@@ -52,12 +67,17 @@ export class RedisBroker implements Broker {
   /** Set when delivery stopped; cleared by the resync once both connections are back. */
   private resyncNeeded = false;
   private closed = false;
+  /** Channels this node subscribes to, whose meta it renews. */
+  private readonly subscribedChannels = new Set<string>();
+  private readonly unpublishedMetaTtlMs: number;
+  private renewer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly settings: RedisBrokerSettings,
     private readonly log: Logger,
   ) {
     this.keys = new RedisKeys(settings.keyPrefix);
+    this.unpublishedMetaTtlMs = settings.unpublishedMetaTtlMs ?? DEFAULT_UNPUBLISHED_META_TTL_MS;
     this.commands = createCommandClient(settings);
     this.commands.on("ready", () => {
       this.commandsReady = true;
@@ -93,6 +113,8 @@ export class RedisBroker implements Broker {
   async start(listener: BrokerListener): Promise<void> {
     this.listener = listener;
     listener.onAvailability(false);
+    this.renewer = setInterval(() => void this.renewSubscribedMeta(), this.unpublishedMetaTtlMs / META_RENEWALS_PER_TTL);
+    this.renewer.unref();
     const connecting = Promise.all([this.commands.connect(), this.subscriber.connect()]).catch((error: unknown) => {
       this.log.warn({ err: error }, "redis not reachable at start; retrying in the background");
     });
@@ -106,6 +128,7 @@ export class RedisBroker implements Broker {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.renewer);
     this.subscriber.close();
     this.commands.disconnect();
   }
@@ -144,6 +167,7 @@ export class RedisBroker implements Broker {
       query.limit,
       newEpoch(),
       this.settings.metaTtlMs,
+      this.unpublishedMetaTtlMs,
     )) as [string, number, number, Array<[string, string[]]>];
     const epoch = String(reply[0]);
     const publications = reply[3].map(([id, fields]) => {
@@ -160,11 +184,40 @@ export class RedisBroker implements Broker {
   }
 
   subscribe(channel: string): Promise<void> {
+    this.subscribedChannels.add(channel);
     return this.subscriber.subscribe(this.keys.events(channel));
   }
 
   unsubscribe(channel: string): Promise<void> {
+    this.subscribedChannels.delete(channel);
     return this.subscriber.unsubscribe(this.keys.events(channel));
+  }
+
+  /**
+   * Extends the meta of every channel this node subscribes to by the
+   * unpublished meta TTL, so that a channel waiting for its first publish
+   * keeps its epoch. PEXPIRE GT never shortens the longer TTL of published
+   * meta and creates no key, so meta lost anyway gets a new epoch on the
+   * next read and subscribers a gap notice. Commands go out in batches on
+   * the auto-pipelined connection; each touches one key, so this works on
+   * a cluster too.
+   */
+  async renewSubscribedMeta(): Promise<void> {
+    if (!this.available()) {
+      return;
+    }
+    const channels = [...this.subscribedChannels];
+    for (let start = 0; start < channels.length; start += META_RENEWAL_BATCH) {
+      const batch = channels.slice(start, start + META_RENEWAL_BATCH);
+      const results = await Promise.allSettled(
+        batch.map((channel) => this.commands.pexpire(this.keys.meta(channel), this.unpublishedMetaTtlMs, "GT")),
+      );
+      const failure = results.find((result) => result.status === "rejected");
+      if (failure !== undefined) {
+        this.log.debug({ err: failure.reason }, "renewing channel meta failed; the next round retries");
+        return;
+      }
+    }
   }
 
   async saveSession(id: string, state: string, ttlMs: number): Promise<void> {

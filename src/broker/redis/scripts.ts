@@ -60,11 +60,14 @@ return {epoch, offset, tonumber(ARGV[3]), 0}
 /**
  * Reads a channel's position and the kept events after `since`. A channel
  * without meta gets one here, with a new epoch and top 0, so a subscriber
- * of a fresh channel and the first publish agree on the epoch. Reading
- * also extends the meta TTL (never shortens it), keeping the epoch of a
- * channel that is read.
+ * of a fresh channel and the first publish agree on the epoch. Meta that
+ * only reads created lives for the short unpublished TTL, so reads of
+ * made-up names leave nothing behind for long. Nodes renew it for channels
+ * they subscribe to. Reading a published channel extends its meta to the
+ * full meta TTL. Both extend, never shorten.
  *
- * KEYS: meta, history. ARGV: since, limit, epoch for a new history, meta TTL ms.
+ * KEYS: meta, history. ARGV: since, limit, epoch for a new history, meta
+ * TTL ms, unpublished meta TTL ms.
  * Returns {epoch, top, earliest, entries} with entries as XRANGE returns them.
  */
 export const HISTORY_SCRIPT = `
@@ -77,9 +80,13 @@ if not epoch then
 else
   top = tonumber(redis.call('HGET', KEYS[1], 'top'))
 end
+local ttl = tonumber(ARGV[4])
+if top == 0 then
+  ttl = tonumber(ARGV[5])
+end
 -- Extend, never shorten: a publish may have set a longer TTL (the history's).
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
 end
 
 local earliest = top + 1
