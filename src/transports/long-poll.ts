@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { checkSubscribe } from "../auth/identity.js";
+import { watchExpiry } from "../auth/expiry.js";
+import { checkSubscribe, type Identity } from "../auth/identity.js";
 import type { StreamPosition } from "../broker/broker.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
 import { EncodedPublication } from "../encoded.js";
@@ -102,6 +103,7 @@ class Poll implements Subscriber {
   private readonly gaps: Gap[] = [];
   private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private cancelExpiry: () => void = () => undefined;
   private scheduled = false;
   /** Set once the response is sent or the client went away. */
   private finished = false;
@@ -180,7 +182,7 @@ class Poll implements Subscriber {
       this.respond();
       return;
     }
-    await this.hold();
+    await this.hold(identity);
   }
 
   /** Decodes the cursor, or takes each channel's current top when there is none. */
@@ -232,7 +234,7 @@ class Poll implements Subscriber {
    * history read come back as recovered publications, later ones live, so
    * the hand-over has neither hole nor repeat.
    */
-  private async hold(): Promise<void> {
+  private async hold(identity: Identity): Promise<void> {
     const { hub } = this.context;
     const settled = await Promise.allSettled(
       this.request.channels.map((channel) => hub.subscribe(this, channel, this.positions.get(channel))),
@@ -276,7 +278,21 @@ class Poll implements Subscriber {
     }
     if (!this.finished) {
       this.timer = setTimeout(() => this.respond(), this.request.holdMs);
+      this.cancelExpiry = watchExpiry(identity, () => this.expire());
     }
+  }
+
+  /**
+   * Ends a held poll when its token expires, as SSE and WebSocket end.
+   * Events already taken (the response waits one tick for more) still go
+   * out, and the next poll gets 401 token_expired; otherwise this one does.
+   */
+  private expire(): void {
+    if (this.events.length > 0 || this.gaps.length > 0) {
+      this.respond();
+      return;
+    }
+    this.fail(protocolError("token_expired", "The token expired; poll again with a new token and the same cursor."));
   }
 
   /** Adds an event to the batch unless the batch is full; returns whether it was added. */
@@ -345,6 +361,7 @@ class Poll implements Subscriber {
     this.finished = true;
     this.held = false;
     clearTimeout(this.timer);
+    this.cancelExpiry();
     this.unsubscribe();
     this.onDone(this);
   }
