@@ -2,12 +2,14 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { watchExpiry } from "../auth/expiry.js";
 import { checkSubscribe, type Identity } from "../auth/identity.js";
 import type { StreamPosition } from "../broker/broker.js";
+import { connectionId } from "../connection-id.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
 import { EncodedPublication } from "../encoded.js";
-import { protocolError } from "../errors.js";
+import { protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
 import { applyCors } from "../http/cors.js";
 import { sendError } from "../http/respond.js";
+import { ConnectionMonitor } from "./connection-monitor.js";
 import { parsePollRequest, type PollRequest } from "./long-poll-request.js";
 import type { Transport, TransportContext } from "./transport.js";
 
@@ -53,7 +55,9 @@ export class LongPollTransport implements Transport {
       return;
     }
     res.once("close", release);
-    const poll = new Poll(this.context, request, res, (done) => this.forget(done));
+    // Each poll is one connection in the metrics and logs, from here to its response.
+    const monitor = new ConnectionMonitor(this.context, "poll", connectionId(), address);
+    const poll = new Poll(this.context, request, res, monitor, (done) => this.forget(done));
     this.polls.add(poll);
     void poll.run();
   }
@@ -74,7 +78,7 @@ export class LongPollTransport implements Transport {
 
   destroy(): void {
     for (const poll of this.polls) {
-      poll.abort();
+      poll.abort("going_away");
     }
   }
 
@@ -113,6 +117,7 @@ class Poll implements Subscriber {
     private readonly context: TransportContext,
     private readonly request: PollRequest,
     private readonly res: ServerResponse,
+    private readonly monitor: ConnectionMonitor,
     private readonly onDone: (poll: Poll) => void,
   ) {
     res.on("close", () => this.abort());
@@ -154,11 +159,11 @@ class Poll implements Subscriber {
   }
 
   /** Ends the poll without a response: the client left or the node is closing. */
-  abort(): void {
+  abort(reason = "client_closed"): void {
     if (this.finished) {
       return;
     }
-    this.finish();
+    this.finish(reason);
     if (!this.res.writableEnded) {
       this.res.destroy();
     }
@@ -166,7 +171,16 @@ class Poll implements Subscriber {
 
   private async start(): Promise<void> {
     const { context, request } = this;
-    const identity = await context.auth.authenticate(request.token);
+    let identity: Identity;
+    try {
+      identity = await context.auth.authenticate(request.token);
+    } catch (error) {
+      this.monitor.authFailed(toHeraldError(error).code);
+      throw error;
+    }
+    if (!identity.anonymous) {
+      this.monitor.identify(identity.user);
+    }
     for (const channel of request.channels) {
       checkSubscribe(identity, context.hub.namespaceOf(channel), channel);
     }
@@ -327,7 +341,8 @@ class Poll implements Subscriber {
     if (this.finished) {
       return;
     }
-    this.finish();
+    const running = this.context.state() === "running";
+    this.finish(running ? "responded" : "going_away");
     const cursor = encodeCursor(this.request.channels, this.positions);
     const body = `{"events":[${this.events.join(",")}],"cursor":${JSON.stringify(cursor)},"gaps":${JSON.stringify(this.gaps)}}`;
     const headers: Record<string, string | number> = {
@@ -335,7 +350,7 @@ class Poll implements Subscriber {
       "Content-Length": Buffer.byteLength(body),
       "Cache-Control": "no-store",
     };
-    if (this.context.state() !== "running") {
+    if (!running) {
       // Tells clients that the quick response means the node is leaving, not that events are waiting.
       headers["Retry-After"] = "1";
     }
@@ -347,8 +362,9 @@ class Poll implements Subscriber {
     if (this.finished) {
       return;
     }
-    this.finish();
-    const herald = sendError(this.res, error);
+    const herald = toHeraldError(error);
+    this.finish(herald.code);
+    sendError(this.res, herald);
     if (herald.code === "internal") {
       this.context.log.error({ err: error, transport: "poll" }, "poll failed");
     } else {
@@ -356,9 +372,10 @@ class Poll implements Subscriber {
     }
   }
 
-  /** Releases the poll's timer and subscriptions; the response is the caller's. */
-  private finish(): void {
+  /** Releases the poll's timer and subscriptions and reports why it ended; the response is the caller's. */
+  private finish(reason: string): void {
     this.finished = true;
+    this.monitor.closed(undefined, reason);
     this.held = false;
     clearTimeout(this.timer);
     this.cancelExpiry();
