@@ -81,6 +81,7 @@ describe("websocket.enabled false", () => {
         });
       });
       assert.match(answer, /^HTTP\/1\.1 404 /);
+      assert.match(answer, /WebSocket is turned off on this node \(websocket\.enabled is false\)/);
     } finally {
       await node.close();
     }
