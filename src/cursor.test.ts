@@ -61,7 +61,7 @@ describe("cursor", () => {
     assertInvalid("", channels, /unsupported version/);
     assertInvalid("garbage", channels, /unsupported version/);
     assertInvalid("2.abc-1.xyz", ["news"], /unsupported version "2"/);
-    assertInvalid("1", ["news"], /0 positions but the request names 1 channels/);
+    assertInvalid("1", ["news"], /0 positions but the request names 1 channel\./);
     assertInvalid("1.abc-1.def-2.check", ["news"], /2 positions but the request names 1/);
   });
 
@@ -82,7 +82,7 @@ describe("cursor", () => {
   test("cursor of other channels is rejected", () => {
     const cursor = encodeCursor(["news"], positions({ news: { epoch: "abc123", offset: 42 } }));
     assertInvalid(cursor, ["sports"], /belongs to other channels/);
-    assertInvalid(cursor, ["news", "sports"], /1 positions but the request names 2/);
+    assertInvalid(cursor, ["news", "sports"], /1 position but the request names 2 channels\./);
   });
 
   test("entry with a valid check but bad fields is rejected", () => {

@@ -56,7 +56,7 @@ export function decodeCursor(cursor: string, channels: readonly string[]): Map<s
   if (parts.length !== sorted.length + 2) {
     throw protocolError(
       "invalid_cursor",
-      `The cursor has ${Math.max(parts.length - 2, 0)} positions but the request names ${sorted.length} channels.`,
+      `The cursor has ${count(Math.max(parts.length - 2, 0), "position")} but the request names ${count(sorted.length, "channel")}.`,
     );
   }
   const entries = parts.slice(1, -1);
@@ -94,4 +94,9 @@ function checksum(sortedChannels: readonly string[], body: string): string {
     hash = Math.imul(hash, 0x01000193);
   }
   return (hash >>> 0).toString(36);
+}
+
+/** Writes a count with its noun, singular for 1 and plural otherwise. */
+function count(n: number, noun: string): string {
+  return `${n} ${n === 1 ? noun : `${noun}s`}`;
 }

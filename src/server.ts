@@ -285,7 +285,11 @@ export class HeraldServer {
       this.websocket.handleUpgrade(req, socket, head);
       return;
     }
-    rejectUpgrade(socket, protocolError("not_found", `No WebSocket endpoint at ${JSON.stringify(path?.slice(0, 100))}; use /ws.`));
+    const message =
+      path === "/ws"
+        ? "WebSocket is turned off on this node (websocket.enabled is false)."
+        : `No WebSocket endpoint at ${JSON.stringify(path?.slice(0, 100))}; use /ws.`;
+    rejectUpgrade(socket, protocolError("not_found", message));
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {

@@ -60,6 +60,15 @@ describe("auth expiry", () => {
     client.close();
   });
 
+  test("held poll ends at token expiry", async () => {
+    const token = await signToken(HMAC_SECRET, { expiresIn: 1, claims: { channels: ["feed"] } });
+    // The node holds a poll 25 s by default, so a response within 10 s comes from the expiry.
+    const response = await within(fetch(`${node.http}/poll?channel=feed&token=${token}`), 10_000, "the poll response");
+    assert.equal(response.status, 401);
+    const body = (await response.json()) as { error: { code: string } };
+    assert.equal(body.error.code, "token_expired");
+  });
+
   test("expired upgrade token is rejected", async () => {
     const token = await signToken(HMAC_SECRET, { expiresIn: -60 });
     const refused = await upgradeStatus(`${node.ws}?token=${token}`);

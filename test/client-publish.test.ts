@@ -21,6 +21,16 @@ describe("client publish over HTTP", () => {
     assert.equal(body.offset, 1);
   });
 
+  test("publish responses vary by Origin", async () => {
+    const own = await postJson(node.http, "/api/publish", { channel: "chat:lobby", data: "same origin" }, { Origin: node.http });
+    assert.equal(own.status, 200);
+    assert.equal(own.headers.get("vary"), "Origin");
+    const foreign = await postJson(node.http, "/api/publish", { channel: "chat:lobby", data: "other site" }, { Origin: "https://other.example" });
+    assert.equal(foreign.status, 403);
+    assert.equal(foreign.body.error.code, "origin_forbidden");
+    assert.equal(foreign.headers.get("vary"), "Origin");
+  });
+
   test("anonymous client rejected elsewhere", async () => {
     const { status, body } = await postJson(node.http, "/api/publish", { channel: "news", data: "no" });
     assert.equal(status, 401);
@@ -71,6 +81,7 @@ describe("websocket.enabled false", () => {
         });
       });
       assert.match(answer, /^HTTP\/1\.1 404 /);
+      assert.match(answer, /WebSocket is turned off on this node \(websocket\.enabled is false\)/);
     } finally {
       await node.close();
     }

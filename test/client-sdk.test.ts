@@ -6,8 +6,10 @@ import { EventSource } from "eventsource";
 import { WebSocket } from "ws";
 import { HeraldClient, type ClientState, type HeraldClientOptions, type TransportName } from "../src/client/index.js";
 import type { HeraldClientError } from "../src/client/index.js";
+import { publishWithKey } from "./support/auth-probes.js";
 import { startHerald } from "./support/herald.js";
 import { waitUntil } from "./support/ports.js";
+import { HMAC_SECRET, signToken } from "./support/tokens.js";
 
 type Node = Awaited<ReturnType<typeof startHerald>>;
 
@@ -264,4 +266,65 @@ describe("client SDK fallback", () => {
       await node.close();
     }
   });
+});
+
+const API_KEY = "api-key-for-sdk-expiry-tests";
+const EXPIRY_TRANSPORTS: TransportName[] = ["websocket", "sse", "poll"];
+
+/** Signs a token for channel `feed` that expires in `seconds`. */
+function feedToken(seconds: number): Promise<string> {
+  return signToken(HMAC_SECRET, { expiresIn: seconds, claims: { channels: ["feed"] } });
+}
+
+describe("client SDK token expiry", () => {
+  let node: Node;
+
+  before(async () => {
+    node = await startHerald({ apiKeys: [API_KEY], auth: { hmacSecret: HMAC_SECRET, clockSkewMs: 0 }, poll: { holdMs: 20_000 } });
+  });
+
+  after(async () => {
+    await node.close();
+  });
+
+  for (const transport of EXPIRY_TRANSPORTS) {
+    test(`${transport}: expired token closes the client`, async () => {
+      const client = newClient(node, [transport], { token: await feedToken(2) });
+      const errors: HeraldClientError[] = [];
+      client.on("error", (error) => errors.push(error));
+      const states: ClientState[] = [];
+      client.on("state", (change) => states.push(change.state));
+      client.subscribe("feed", () => undefined);
+
+      await waitUntil(() => client.state === "closed", 10_000, "the client to close");
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0]!.code, "token_expired");
+      assert.equal(states.at(-1), "closed");
+      assert.equal(states.includes("disconnected"), false, `states ${states.join(", ")}`);
+    });
+
+    test(`${transport}: getToken renews an expired token`, async () => {
+      let renewals = 0;
+      const client = newClient(node, [transport], {
+        token: await feedToken(2),
+        getToken: async () => {
+          renewals++;
+          return feedToken(600);
+        },
+      });
+      const errors: HeraldClientError[] = [];
+      client.on("error", (error) => errors.push(error));
+      const received: unknown[] = [];
+      client.subscribe("feed", (data) => received.push(data));
+      await waitUntil(() => client.state === "connected", 10_000, "the first connect");
+
+      await waitUntil(() => renewals === 1 && client.state === "connected", 10_000, "the reconnect with a new token");
+      const { status } = await publishWithKey(node.http, API_KEY, "feed", `after renewal over ${transport}`);
+      assert.equal(status, 200);
+      await waitUntil(() => received.includes(`after renewal over ${transport}`), 10_000, "the event after renewal");
+      assert.equal(renewals, 1);
+      assert.deepEqual(errors, []);
+      client.close();
+    });
+  }
 });

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { AnonymousAuthenticator } from "../src/auth/identity.js";
 import { encodeCursor } from "../src/cursor.js";
+import { LogLimiter } from "../src/log-limiter.js";
 import { ConnectionLimiter } from "../src/limits/connection-limiter.js";
 import type { TransportContext } from "../src/transports/transport.js";
 import { LongPollTransport } from "../src/transports/long-poll.js";
@@ -271,6 +272,8 @@ describe("long-poll drain", () => {
       auth: new AnonymousAuthenticator(),
       nodeId: "drain-test",
       limiter: new ConnectionLimiter(1_000),
+      events: node.server.events,
+      logLimiter: new LogLimiter(node.server.log),
       state: () => state,
     } as unknown as TransportContext);
     http = createServer((req, res) => transport.handleRequest(req, res, new URL(req.url ?? "/", "http://localhost")));

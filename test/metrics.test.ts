@@ -12,6 +12,7 @@ type Node = Awaited<ReturnType<typeof startHerald>>;
 
 const WS = { transport: "websocket" };
 const SSE = { transport: "sse" };
+const POLL = { transport: "poll" };
 
 async function subscribed(node: Node, channel: string): Promise<TestClient> {
   const client = await TestClient.open(node.ws);
@@ -239,6 +240,40 @@ describe("metrics of sse streams", () => {
       assert.equal(delta("herald_channels"), 0);
       assert.equal(delta("herald_connections", WS), 0);
       assert.equal(delta("herald_publications_total"), 3 + published);
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+describe("metrics of long-polls", () => {
+  test("counts follow held and rejected polls", async () => {
+    const node = await startHerald({ poll: { holdMs: 30_000 } });
+    try {
+      const before = await scrape(node.http);
+      const controller = new AbortController();
+      const held = fetch(`${node.http}/poll?channel=metrics:poll-a`, { signal: controller.signal }).catch(() => undefined);
+      const answered = fetch(`${node.http}/poll?channel=metrics:poll-b`);
+      await waitForSample(node, "herald_connections", POLL, sample(before, "herald_connections", POLL) + 2);
+      const opened = await scrape(node.http);
+      assert.equal(sample(opened, "herald_connections_opened_total", POLL), sample(before, "herald_connections_opened_total", POLL) + 2);
+
+      await waitUntil(() => node.server.hub.channelSubscribers().some((entry) => entry.channel === "metrics:poll-b"), 5_000, "the held poll");
+      await publish(node.http, "metrics:poll-b", { n: 1 });
+      assert.equal((await answered).status, 200);
+      controller.abort();
+      await held;
+      const rejected = await fetch(`${node.http}/poll?channel=metrics:poll-a&token=not-a-token`);
+      assert.equal(rejected.status, 401);
+      await waitForSample(node, "herald_connections", POLL, sample(before, "herald_connections", POLL));
+
+      const after = await scrape(node.http);
+      const delta = (name: string, labels: Record<string, string> = {}) => sample(after, name, labels) - sample(before, name, labels);
+      assert.equal(delta("herald_connections_opened_total", POLL), 3);
+      assert.equal(delta("herald_connections_closed_total", { transport: "poll", reason: "responded" }), 1);
+      assert.equal(delta("herald_connections_closed_total", { transport: "poll", reason: "client_closed" }), 1);
+      assert.equal(delta("herald_connections_closed_total", { transport: "poll", reason: "token_invalid" }), 1);
+      assert.equal(delta("herald_auth_failures_total", { transport: "poll", code: "token_invalid" }), 1);
     } finally {
       await node.close();
     }

@@ -196,6 +196,7 @@ describe("sse tokens", () => {
     const cases: Array<[string, string, Record<string, string>, number, string]> = [
       ["another scheme", "/sse?channel=feed", { Authorization: `Basic ${token}` }, 401, "token_malformed"],
       ["repeated parameter", `/sse?channel=feed&token=${token}&token=${token}`, {}, 400, "bad_request"],
+      ["repeated lastEventId", "/sse?channel=feed&lastEventId=a&lastEventId=b", {}, 400, "bad_request"],
       ["expired", `/sse?channel=feed&token=${await signToken(HMAC_SECRET, { expiresIn: -60 })}`, {}, 401, "token_expired"],
     ];
     for (const [name, path, headers, status, code] of cases) {

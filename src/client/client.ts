@@ -53,7 +53,8 @@ interface ChannelEntry {
  */
 export class HeraldClient extends Emitter<ClientEvents> {
   private readonly url: string;
-  private readonly token: string | undefined;
+  private token: string | undefined;
+  private readonly getToken: (() => string | Promise<string>) | undefined;
   private readonly order: TransportName[];
   private readonly minDelayMs: number;
   private readonly maxDelayMs: number;
@@ -81,6 +82,7 @@ export class HeraldClient extends Emitter<ClientEvents> {
     super();
     this.url = options.url.replace(/\/+$/, "").replace(/^ws/, "http");
     this.token = options.token;
+    this.getToken = options.getToken;
     this.order = options.transports ?? DEFAULT_TRANSPORTS;
     this.minDelayMs = options.minDelayMs ?? 500;
     this.maxDelayMs = options.maxDelayMs ?? 30_000;
@@ -282,6 +284,10 @@ export class HeraldClient extends Emitter<ClientEvents> {
       return;
     }
 
+    if (info.error?.code === "token_expired" && this.getToken !== undefined) {
+      this.renewToken(info);
+      return;
+    }
     const fatal = FATAL_CLOSE_CODES[info.code];
     if (fatal !== undefined) {
       this.shutdown(info.reason, info.error ?? new HeraldClientError(fatal, info.reason, info.code));
@@ -294,6 +300,30 @@ export class HeraldClient extends Emitter<ClientEvents> {
     this.setState("disconnected", info.reason);
     const delay = backoffDelay(this.attempt++, this.minDelayMs, this.maxDelayMs);
     this.reconnectTimer = setTimeout(() => this.connect(this.candidates()[0]!), delay);
+  }
+
+  /**
+   * Asks `getToken` for a new token and reconnects with it, after the
+   * backoff delay, so a token source that keeps returning expired tokens
+   * does not make the client spin. Closes the client when `getToken` fails.
+   */
+  private renewToken(info: CloseInfo): void {
+    this.setState("disconnected", info.reason);
+    const delay = backoffDelay(this.attempt++, this.minDelayMs, this.maxDelayMs);
+    const renewed = (async () => this.getToken!())();
+    renewed.then(
+      (token) => {
+        if (this.currentState === "closed") {
+          return;
+        }
+        this.token = token;
+        this.reconnectTimer = setTimeout(() => this.connect(this.candidates()[0]!), delay);
+      },
+      (error: unknown) => {
+        const failure = new HeraldClientError("token_expired", `The token expired and getToken failed: ${String(error)}`, info.code);
+        this.shutdown(failure.message, failure);
+      },
+    );
   }
 
   /** Connects the transport after `failed` in the list; returns false when none is left. */

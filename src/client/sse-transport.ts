@@ -1,7 +1,7 @@
 import { encodeCursor } from "../cursor.js";
-import { channelQuery, fetchPositions, toClientError, closeCodeForStatus } from "./http.js";
+import { channelQuery, closeCodeForError, closeCodeForStatus, fetchPositions, toClientError } from "./http.js";
 import type { StreamPosition } from "./position.js";
-import type { ClientTransport, EventSourceConstructor, EventSourceLike, TransportHost } from "./types.js";
+import { HeraldClientError, type ClientTransport, type EventSourceConstructor, type EventSourceLike, type TransportHost } from "./types.js";
 
 /**
  * Server-Sent Events: one stream for the whole channel set, opened with a
@@ -61,7 +61,7 @@ export class SseClientTransport implements ClientTransport {
     } catch (error) {
       if (generation === this.generation && !this.stopped) {
         const failure = toClientError(error);
-        this.fail(failure.status === undefined ? 1006 : closeCodeForStatus(failure.status), failure.message);
+        this.fail(failure.status === undefined ? 1006 : closeCodeForStatus(failure.status), failure.message, failure);
       }
       return;
     }
@@ -93,6 +93,15 @@ export class SseClientTransport implements ClientTransport {
       const gap = JSON.parse(event.data) as { channel: string; epoch: string; offset: number };
       this.host.gap(gap.channel, { epoch: gap.epoch, offset: gap.offset });
     });
+    // The node's last event before it ends a stream it will not serve any
+    // more, such as one whose token expired.
+    source.addEventListener("close", (event) => {
+      const body = JSON.parse(event.data) as { error?: { code?: string; message?: string } };
+      const code = body.error?.code ?? "closed";
+      const message = body.error?.message ?? "the node ended the event stream";
+      const closeCode = closeCodeForError(code);
+      this.fail(closeCode, message, new HeraldClientError(code, message, closeCode));
+    });
     source.onmessage = (event) => {
       const message = JSON.parse(event.data) as { channel: string; offset: number; data: unknown };
       this.host.event(message.channel, message.offset, message.data);
@@ -104,13 +113,13 @@ export class SseClientTransport implements ClientTransport {
     };
   }
 
-  private fail(code: number, reason: string): void {
+  private fail(code: number, reason: string, error?: HeraldClientError): void {
     if (this.stopped) {
       return;
     }
     this.stopped = true;
     this.source?.close();
-    this.host.closed({ code, reason });
+    this.host.closed({ code, reason, ...(error === undefined ? {} : { error }) });
   }
 
   private markOpen(): void {

@@ -102,6 +102,12 @@ export interface HeraldClientOptions {
   url: string;
   /** Connection token, sent on connect, as a Bearer header, or as the SSE `token` parameter. */
   token?: string;
+  /**
+   * Returns a fresh connection token. When the node ends the connection
+   * with `token_expired`, the client calls it and reconnects with the new
+   * token; without it, the client closes. A rejected promise closes it too.
+   */
+  getToken?: () => string | Promise<string>;
   /** Transports to try, best first. Default: websocket, sse, poll. */
   transports?: TransportName[];
   /** Minimum reconnect delay, in ms. Default 500. */

@@ -18,6 +18,8 @@ export class WebSocketClientTransport implements ClientTransport {
   private readonly serverChannels = new Map<string, "pending" | "active">();
   private connected = false;
   private stopped = false;
+  /** The error the node sent without an id before it closed, such as `token_expired`. */
+  private closingError: HeraldClientError | undefined;
 
   constructor(
     private readonly host: TransportHost,
@@ -45,7 +47,7 @@ export class WebSocketClientTransport implements ClientTransport {
         }
       }
     };
-    socket.onclose = (event) => this.stop(event.code, event.reason || "connection closed");
+    socket.onclose = (event) => this.stop(event.code, event.reason || this.closingError?.message || "connection closed", this.closingError);
     socket.onerror = () => {
       // A close event follows every error and carries the code.
     };
@@ -125,6 +127,10 @@ export class WebSocketClientTransport implements ClientTransport {
     switch (message.type) {
       case "reply":
       case "error": {
+        if (message.id === undefined) {
+          this.closingError = new HeraldClientError(message.error?.code ?? "error", message.error?.message ?? "the node reported an error");
+          return;
+        }
         const handler = this.pending.get(message.id);
         if (!handler) {
           return;

@@ -74,15 +74,18 @@ function sameOrigin(origin: string, host: string | undefined): boolean {
 export function applyCors(req: IncomingMessage, res: ServerResponse, config: Config, methods: readonly string[]): boolean {
   const origin = req.headers.origin;
   const preflight = req.method === "OPTIONS";
+  const anyOrigin = config.cors.allowedOrigins.includes("*");
+  if (origin !== undefined && !anyOrigin) {
+    // The response, a 403 included, depends on the Origin, so caches must key it on Origin.
+    res.setHeader("Vary", "Origin");
+  }
   if (!originAllowed(req, config.cors.allowedOrigins)) {
     throw protocolError("origin_forbidden", `Origin ${JSON.stringify(origin?.slice(0, 100))} is not in cors.allowedOrigins.`);
   }
-  if (config.cors.allowedOrigins.includes("*")) {
+  if (anyOrigin) {
     res.setHeader("Access-Control-Allow-Origin", "*");
   } else if (origin !== undefined) {
-    // The header names one origin, so caches must key the response on Origin.
     res.setHeader("Access-Control-Allow-Origin", origin);
-    res.setHeader("Vary", "Origin");
   }
   if (res.hasHeader("Access-Control-Allow-Origin")) {
     // Clients back off by Retry-After on 429 and 503, so pages must be able to read it.

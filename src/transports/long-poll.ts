@@ -1,12 +1,15 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { checkSubscribe } from "../auth/identity.js";
+import { watchExpiry } from "../auth/expiry.js";
+import { checkSubscribe, type Identity } from "../auth/identity.js";
 import type { StreamPosition } from "../broker/broker.js";
+import { connectionId } from "../connection-id.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
 import { EncodedPublication } from "../encoded.js";
-import { protocolError } from "../errors.js";
+import { protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
 import { applyCors } from "../http/cors.js";
 import { sendError } from "../http/respond.js";
+import { ConnectionMonitor } from "./connection-monitor.js";
 import { parsePollRequest, type PollRequest } from "./long-poll-request.js";
 import type { Transport, TransportContext } from "./transport.js";
 
@@ -52,7 +55,9 @@ export class LongPollTransport implements Transport {
       return;
     }
     res.once("close", release);
-    const poll = new Poll(this.context, request, res, (done) => this.forget(done));
+    // Each poll is one connection in the metrics and logs, from here to its response.
+    const monitor = new ConnectionMonitor(this.context, "poll", connectionId(), address);
+    const poll = new Poll(this.context, request, res, monitor, (done) => this.forget(done));
     this.polls.add(poll);
     void poll.run();
   }
@@ -73,7 +78,7 @@ export class LongPollTransport implements Transport {
 
   destroy(): void {
     for (const poll of this.polls) {
-      poll.abort();
+      poll.abort("going_away");
     }
   }
 
@@ -102,6 +107,7 @@ class Poll implements Subscriber {
   private readonly gaps: Gap[] = [];
   private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private cancelExpiry: () => void = () => undefined;
   private scheduled = false;
   /** Set once the response is sent or the client went away. */
   private finished = false;
@@ -111,6 +117,7 @@ class Poll implements Subscriber {
     private readonly context: TransportContext,
     private readonly request: PollRequest,
     private readonly res: ServerResponse,
+    private readonly monitor: ConnectionMonitor,
     private readonly onDone: (poll: Poll) => void,
   ) {
     res.on("close", () => this.abort());
@@ -152,11 +159,11 @@ class Poll implements Subscriber {
   }
 
   /** Ends the poll without a response: the client left or the node is closing. */
-  abort(): void {
+  abort(reason = "client_closed"): void {
     if (this.finished) {
       return;
     }
-    this.finish();
+    this.finish(reason);
     if (!this.res.writableEnded) {
       this.res.destroy();
     }
@@ -164,7 +171,16 @@ class Poll implements Subscriber {
 
   private async start(): Promise<void> {
     const { context, request } = this;
-    const identity = await context.auth.authenticate(request.token);
+    let identity: Identity;
+    try {
+      identity = await context.auth.authenticate(request.token);
+    } catch (error) {
+      this.monitor.authFailed(toHeraldError(error).code);
+      throw error;
+    }
+    if (!identity.anonymous) {
+      this.monitor.identify(identity.user);
+    }
     for (const channel of request.channels) {
       checkSubscribe(identity, context.hub.namespaceOf(channel), channel);
     }
@@ -180,7 +196,7 @@ class Poll implements Subscriber {
       this.respond();
       return;
     }
-    await this.hold();
+    await this.hold(identity);
   }
 
   /** Decodes the cursor, or takes each channel's current top when there is none. */
@@ -232,7 +248,7 @@ class Poll implements Subscriber {
    * history read come back as recovered publications, later ones live, so
    * the hand-over has neither hole nor repeat.
    */
-  private async hold(): Promise<void> {
+  private async hold(identity: Identity): Promise<void> {
     const { hub } = this.context;
     const settled = await Promise.allSettled(
       this.request.channels.map((channel) => hub.subscribe(this, channel, this.positions.get(channel))),
@@ -276,7 +292,21 @@ class Poll implements Subscriber {
     }
     if (!this.finished) {
       this.timer = setTimeout(() => this.respond(), this.request.holdMs);
+      this.cancelExpiry = watchExpiry(identity, () => this.expire());
     }
+  }
+
+  /**
+   * Ends a held poll when its token expires, as SSE and WebSocket end.
+   * Events already taken (the response waits one tick for more) still go
+   * out, and the next poll gets 401 token_expired; otherwise this one does.
+   */
+  private expire(): void {
+    if (this.events.length > 0 || this.gaps.length > 0) {
+      this.respond();
+      return;
+    }
+    this.fail(protocolError("token_expired", "The token expired; poll again with a new token and the same cursor."));
   }
 
   /** Adds an event to the batch unless the batch is full; returns whether it was added. */
@@ -311,7 +341,8 @@ class Poll implements Subscriber {
     if (this.finished) {
       return;
     }
-    this.finish();
+    const running = this.context.state() === "running";
+    this.finish(running ? "responded" : "going_away");
     const cursor = encodeCursor(this.request.channels, this.positions);
     const body = `{"events":[${this.events.join(",")}],"cursor":${JSON.stringify(cursor)},"gaps":${JSON.stringify(this.gaps)}}`;
     const headers: Record<string, string | number> = {
@@ -319,7 +350,7 @@ class Poll implements Subscriber {
       "Content-Length": Buffer.byteLength(body),
       "Cache-Control": "no-store",
     };
-    if (this.context.state() !== "running") {
+    if (!running) {
       // Tells clients that the quick response means the node is leaving, not that events are waiting.
       headers["Retry-After"] = "1";
     }
@@ -331,8 +362,9 @@ class Poll implements Subscriber {
     if (this.finished) {
       return;
     }
-    this.finish();
-    const herald = sendError(this.res, error);
+    const herald = toHeraldError(error);
+    this.finish(herald.code);
+    sendError(this.res, herald);
     if (herald.code === "internal") {
       this.context.log.error({ err: error, transport: "poll" }, "poll failed");
     } else {
@@ -340,11 +372,13 @@ class Poll implements Subscriber {
     }
   }
 
-  /** Releases the poll's timer and subscriptions; the response is the caller's. */
-  private finish(): void {
+  /** Releases the poll's timer and subscriptions and reports why it ended; the response is the caller's. */
+  private finish(reason: string): void {
     this.finished = true;
+    this.monitor.closed(undefined, reason);
     this.held = false;
     clearTimeout(this.timer);
+    this.cancelExpiry();
     this.unsubscribe();
     this.onDone(this);
   }

@@ -57,7 +57,11 @@ export function parseSseRequest(req: IncomingMessage, url: URL, maxChannels: num
   // A reconnecting EventSource sends the header and keeps the URL it was
   // created with, so the header is the newer position and wins.
   const header = req.headers["last-event-id"];
-  const cursor = (typeof header === "string" && header !== "" ? header : undefined) ?? nonEmpty(url.searchParams.get("lastEventId"));
+  const lastEventIds = url.searchParams.getAll("lastEventId");
+  if (lastEventIds.length > 1) {
+    throw protocolError("bad_request", "Give the lastEventId query parameter once.");
+  }
+  const cursor = (typeof header === "string" && header !== "" ? header : undefined) ?? nonEmpty(lastEventIds[0] ?? null);
   const since = cursor === undefined ? undefined : decodeCursor(cursor, channels);
 
   return { channels, since, token, admin: adminToken.matches(token) };
