@@ -4,7 +4,7 @@
 // [-- --trials N] [-- --no-write]. Servers run on core 0, the load client
 // and this coordinator on core 1.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { formatTables } from "./lib/report.mjs";
 import { buildHerald, pinToClientCore, ROOT } from "./lib/processes.mjs";
@@ -95,6 +95,7 @@ async function main() {
   buildHerald();
 
   const started = Date.now();
+  const loadBefore = loadavg()[0];
   const sections = {};
   if (!only || only === "fanout") {
     sections.fanout = [];
@@ -163,6 +164,8 @@ async function main() {
     command: `npm run bench${args.length ? ` -- ${args.join(" ")}` : ""}`,
     trials,
     minutes: ((Date.now() - started) / 60_000).toFixed(1),
+    // Other jobs on the machine inflate CPU and latency figures; the load before the run shows whether there were any.
+    loadBefore: loadBefore.toFixed(1),
   };
   const tables = formatTables(sections, machine);
   console.log(tables);

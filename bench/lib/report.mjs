@@ -154,8 +154,9 @@ export function formatTables(sections, machine) {
   const parts = [
     `Taken ${machine.date} with \`${machine.command}\` (${machine.minutes} min) on ${machine.cores} cores ` +
       `(${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}. Each figure is the median of ` +
-      `${machine.trials} trials; servers alternate within each round. The machine was shared with other ` +
-      "jobs while these ran, so absolute numbers are noisy; compare servers within one table.",
+      `${machine.trials} trials; servers alternate within each round. The 1-minute load average before ` +
+      `the run was ${machine.loadBefore}; other jobs on the machine make absolute numbers noisy, so compare ` +
+      "servers within one table.",
   ];
 
   const targets = targetLines(sections);
