@@ -25,6 +25,11 @@ export function isHelpFlag(arg: string): boolean {
   return arg === "--help" || arg === "-h";
 }
 
+/** A command line that the command cannot run; the CLI prints it and exits 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
 function parseArgs(argv: string[], known: string[]): Options {
   const positional: string[] = [];
   const flags = new Map<string, string>();
@@ -41,10 +46,10 @@ function parseArgs(argv: string[], known: string[]): Options {
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
     const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
     if (!known.includes(name)) {
-      throw new Error(`Unknown flag --${name}; known: ${known.map((flag) => `--${flag}`).join(", ")}.`);
+      throw new UsageError(`Unknown flag --${name}; known: ${known.map((flag) => `--${flag}`).join(", ")}.`);
     }
     if (value === undefined) {
-      throw new Error(`Flag --${name} needs a value.`);
+      throw new UsageError(`Flag --${name} needs a value.`);
     }
     flags.set(name, value);
   }

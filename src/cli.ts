@@ -5,7 +5,7 @@ import { ConfigError, loadConfig, type Config } from "./config.js";
 import { EXIT_MARGIN_MS } from "./lifecycle.js";
 import { createLogger } from "./log.js";
 import { HeraldServer } from "./server.js";
-import { isHelpFlag, publishCommand, subscribeCommand } from "./cli-client.js";
+import { isHelpFlag, publishCommand, subscribeCommand, UsageError } from "./cli-client.js";
 
 const USAGE = `Usage:
   herald serve [--config FILE] [--port N] [--host ADDR] [--broker memory|redis]
@@ -26,9 +26,9 @@ export async function main(argv: string[]): Promise<number> {
     case "serve":
       return serve(rest);
     case "publish":
-      return publishCommand(rest);
+      return withUsage(() => publishCommand(rest));
     case "subscribe":
-      return subscribeCommand(rest);
+      return withUsage(() => subscribeCommand(rest));
     case undefined:
     case "help":
     case "--help":
@@ -124,4 +124,17 @@ function listenFailure(error: unknown, host: string, port: number): string {
     return `Cannot listen on ${host}:${port}: the address is not on this machine. Choose another with --host or HERALD_HOST.`;
   }
   return `Cannot start: ${(error as Error).message}`;
+}
+
+/** Runs a client command, turning a usage mistake into a message and exit code 2. */
+async function withUsage(run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(error.message);
+      return 2;
+    }
+    throw error;
+  }
 }

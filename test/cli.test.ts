@@ -45,6 +45,16 @@ function count(text: string, pattern: RegExp): number {
   return text.split("\n").filter((line) => pattern.test(line)).length;
 }
 
+describe("herald client commands", () => {
+  test("unknown flag exits 2", async () => {
+    for (const command of ["publish", "subscribe"]) {
+      const { code, stderr } = await run([command, "news", "--bogus", "1"]);
+      assert.equal(code, 2, command);
+      assert.match(stderr, /Unknown flag --bogus/, command);
+    }
+  });
+});
+
 describe("herald serve", () => {
   test("invalid --port exits non-zero naming the setting", async () => {
     const { code, stderr } = await run(["serve", "--port", "abc"]);

@@ -65,6 +65,17 @@ describe("websocket bad input", () => {
     client.close();
   });
 
+  test("command without type is invalid", async () => {
+    const client = await TestClient.open(node.ws);
+    const error = await client.request({ channel: "steady" });
+    assert.equal(error.type, "error");
+    assert.equal(error.id, 1);
+    assert.equal(error.error.code, "invalid_command");
+    assert.match(error.error.message, /no "type"/);
+    await assertWatcherReceives();
+    client.close();
+  });
+
   test("command without id gets missing_id", async () => {
     const client = await TestClient.open(node.ws);
     client.socket.send(JSON.stringify({ type: "subscribe", channel: "steady" }));

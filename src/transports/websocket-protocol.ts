@@ -57,6 +57,9 @@ export function parseCommand(text: string): Command {
   if (!id.success) {
     throw protocolError("invalid_command", "The id must be a non-negative integer or a string of 1 to 64 characters.");
   }
+  if (record.type === undefined) {
+    throw new CommandError(id.data, protocolError("invalid_command", 'The command has no "type"; give one of the command types in docs/protocol.md.'));
+  }
   if (typeof record.type !== "string" || !COMMAND_TYPES.has(record.type as Command["type"])) {
     throw new CommandError(id.data, protocolError("unknown_command", `Unknown command type ${JSON.stringify(String(record.type).slice(0, 32))}.`));
   }
