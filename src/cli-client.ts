@@ -20,7 +20,7 @@ interface Options {
   help: boolean;
 }
 
-/** Whether an argument asks for help. */
+/** Returns whether an argument requests help. */
 export function isHelpFlag(arg: string): boolean {
   return arg === "--help" || arg === "-h";
 }

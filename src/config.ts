@@ -166,7 +166,7 @@ export const configSchema = z
       .prefault({}),
     poll: z
       .object({
-        /** Longest time a poll is held waiting for an event, in ms. */
+        /** Maximum time a poll is held waiting for an event, in ms. */
         holdMs: positiveMillis(25_000),
         /** Most events returned by one poll. */
         batchLimit: positiveInt(1_000),
@@ -187,7 +187,7 @@ export const configSchema = z
         commandBurst: positiveInt(200),
         /** Largest accepted HTTP request body, in bytes. */
         maxBodyBytes: positiveInt(1024 * 1024),
-        /** Most items in one publish_batch request. */
+        /** Maximum number of items in one publish_batch request. */
         maxBatchItems: positiveInt(1_000),
       })
       .strict()

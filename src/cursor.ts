@@ -20,7 +20,7 @@ import { protocolError } from "./errors.js";
  */
 
 const VERSION = "1";
-/** Longest cursor accepted, in characters. */
+/** Maximum cursor length, in characters. */
 export const MAX_CURSOR_LENGTH = 4096;
 const EPOCH_PATTERN = /^[0-9a-z]{1,16}$/;
 const OFFSET_PATTERN = /^[0-9a-z]{1,11}$/;

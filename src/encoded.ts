@@ -8,7 +8,8 @@ import { textFrame } from "./transports/websocket-frames.js";
  * shared by every local subscriber that uses that format.
  */
 export class EncodedPublication {
-  private wsBytes: Buffer | undefined;
+  private wsPayloadLength = 0;
+  private wsPayload: Buffer | undefined;
   private wsFrameBytes: Buffer | undefined;
   private jsonText: string | undefined;
   private others: Map<string, unknown> | undefined;
@@ -34,19 +35,19 @@ export class EncodedPublication {
     return this.jsonText;
   }
 
-  /** The WebSocket push message as UTF-8 bytes. */
+  /** The WebSocket push message as UTF-8 bytes: a view into the frame, not a second copy. */
   get ws(): Buffer {
-    if (this.wsBytes === undefined) {
-      const { channel, offset, data } = this.publication;
-      this.wsBytes = Buffer.from(`{"type":"pub","channel":${JSON.stringify(channel)},"offset":${offset},"data":${data}}`);
-    }
-    return this.wsBytes;
+    this.wsPayload ??= this.wsFrame.subarray(this.wsFrame.length - this.wsPayloadLength);
+    return this.wsPayload;
   }
 
   /** The WebSocket push message as a complete text frame, header included. */
   get wsFrame(): Buffer {
     if (this.wsFrameBytes === undefined) {
-      this.wsFrameBytes = textFrame(this.ws);
+      const { channel, offset, data } = this.publication;
+      const payload = Buffer.from(`{"type":"pub","channel":${JSON.stringify(channel)},"offset":${offset},"data":${data}}`);
+      this.wsPayloadLength = payload.length;
+      this.wsFrameBytes = textFrame(payload);
     }
     return this.wsFrameBytes;
   }

@@ -69,7 +69,7 @@ export class Subscription {
     this.subscriber.deliver(event, this);
   }
 
-  /** Moves the subscription to a new position after a gap and tells the subscriber. */
+  /** Moves the subscription to a new position after a gap and notifies the subscriber. */
   jump(position: StreamPosition): void {
     this.epoch = position.epoch;
     this.offset = position.offset;

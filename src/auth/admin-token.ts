@@ -17,7 +17,7 @@ export class AdminToken {
     return this.digest !== undefined;
   }
 
-  /** Whether `given` is the admin token; false for a missing or empty one. */
+  /** Returns whether `given` is the admin token, and false for a missing or empty one. */
   matches(given: string | undefined): boolean {
     if (this.digest === undefined || given === undefined || given === "") {
       return false;

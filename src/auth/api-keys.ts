@@ -32,7 +32,7 @@ export class ApiKeys {
     }
   }
 
-  /** Whether the value is one of the configured keys, compared in constant time. */
+  /** Returns whether the value is one of the configured keys, compared in constant time. */
   matches(value: string): boolean {
     return matchesSecret(value, this.keys);
   }

@@ -55,7 +55,7 @@ export const READ_ONLY_RECORD_CAP = 50_000;
  * The single-node engine. Everything lives in this process, so publish
  * delivers to the hub synchronously and offsets are plain counters.
  * Memory is bounded by history sizes and TTLs: a channel's record is
- * dropped once its history expired and no local subscriber holds it.
+ * dropped once its history expired and it has no local subscriber.
  */
 export class MemoryBroker implements Broker {
   readonly kind = "memory";

@@ -20,7 +20,7 @@ export function originAllowed(req: IncomingMessage, allowed: readonly string[]):
   return originListed(origin, allowed) || sameOrigin(origin.toLowerCase(), req.headers.host);
 }
 
-/** Whether `allowed` lists the origin, or is `*`. */
+/** Returns whether `allowed` lists the origin or is `*`. */
 function originListed(origin: string, allowed: readonly string[]): boolean {
   const normalized = origin.toLowerCase();
   return allowed.some((entry) => entry === "*" || entry.toLowerCase().replace(/\/+$/, "") === normalized);

@@ -28,7 +28,7 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 export interface ListenerHandlers {
   request: RequestHandler;
   upgrade: UpgradeHandler;
-  /** Told of each malformed HTTP/1.1 request, which the listener answers with a 400 itself. */
+  /** Told of each malformed HTTP/1.1 request, to which the listener itself responds with a 400. */
   clientError?: (error: Error) => void;
 }
 

@@ -12,7 +12,7 @@ import type { LogLimiter } from "../log-limiter.js";
 
 export type { NodeState };
 
-/** What every transport gets from the node. */
+/** Node services shared by every transport. */
 export interface TransportContext {
   readonly config: Config;
   readonly hub: Hub;
@@ -40,7 +40,7 @@ export interface Transport {
   /** Open connections (streams, held polls). */
   connectionCount(): number;
   /**
-   * Starts draining: idle connections are told to reconnect elsewhere and
+   * Starts draining: idle connections are asked to reconnect elsewhere and
    * closed; busy ones finish their work. Resolves when none is left.
    */
   drain(): Promise<void>;

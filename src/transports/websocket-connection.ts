@@ -18,7 +18,7 @@ import type { Flushable, FlushQueue } from "./websocket-frames.js";
 import type { Command, RequestId } from "./websocket-protocol.js";
 import { CommandError, errorFrame, parseCommand, replyFrame } from "./websocket-protocol.js";
 
-/** What a session stores so that a reconnect on any node restores it. */
+/** Session state stored in the broker, so that a reconnect on any node restores it. */
 interface SessionState {
   user: string;
   positions: Record<string, StreamPosition>;
@@ -117,14 +117,14 @@ export class WebSocketConnection implements Subscriber, Flushable {
     return this.monitor.log;
   }
 
-  /** Whether the connection is waiting on nothing: no command in flight, nothing unsent. */
+  /** Returns whether the connection waits on nothing: no command in flight, nothing unsent. */
   idle(): boolean {
     return this.inFlight === 0 && this.queued === undefined && this.socket.bufferedAmount === 0;
   }
 
   /**
    * Closes the WebSocket with a code and a reason, and forces it shut if
-   * the peer never answers. `label` names the cause in metrics and logs
+   * the peer never replies. `label` names the cause in metrics and logs
    * when it differs from the code's name.
    */
   close(code: number, reason: string, label?: string): void {
@@ -191,7 +191,7 @@ export class WebSocketConnection implements Subscriber, Flushable {
       // An unsolicited pong (RFC 6455 allows them as a heartbeat) confirms nothing.
       return;
     }
-    // Pongs answer pings in order, so the older pings are answered too.
+    // Pongs reply to pings in order, so the older pings are confirmed too.
     for (const key of this.pingPositions.keys()) {
       this.pingPositions.delete(key);
       if (key === payload) {
@@ -285,13 +285,13 @@ export class WebSocketConnection implements Subscriber, Flushable {
 
   /**
    * Writes the queued frames straight to the TCP socket, in one write
-   * (corked when there are several). Bypassing ws.send is safe under
-   * these invariants: per-message deflate is off, so ws never compresses
-   * or delays frames; Herald never sends Blobs, the only other reason
-   * ws's sender queues; ws writes each frame it sends synchronously and
-   * whole, so frames never interleave; and nothing is written once the
-   * WebSocket is no longer OPEN, because no data frame may follow a close
-   * frame (RFC 6455 section 5.5.1).
+   * (corked when there are several). Bypassing ws.send is safe under four
+   * invariants. Per-message deflate is off, so ws never compresses or
+   * delays frames. Herald never sends Blobs, the only other reason ws's
+   * sender queues. ws writes each frame it sends synchronously and whole,
+   * so frames never interleave. Nothing is written once the WebSocket is
+   * no longer OPEN, because no data frame may follow a close frame
+   * (RFC 6455 section 5.5.1).
    */
   flush(): void {
     const queued = this.queued;

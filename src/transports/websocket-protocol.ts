@@ -72,7 +72,7 @@ export function parseCommand(text: string): Command {
   return parsed.data;
 }
 
-/** A protocol error tied to the request id it answers. */
+/** A protocol error tied to the request id of the command that caused it. */
 export class CommandError extends Error {
   constructor(
     readonly id: RequestId,
