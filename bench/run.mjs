@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // Runs Herald and its peers side by side and rewrites the result tables in
-// docs/benchmarks.md. Usage: npm run bench [-- --full] [-- --only NAME]
-// [-- --trials N] [-- --no-write]. Servers run on core 0, the load client
-// and this coordinator on core 1.
+// docs/benchmarks.md. Servers run on core 0, the load client and this
+// coordinator on core 1. `npm run bench -- --help` lists the options.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
@@ -11,21 +10,69 @@ import { buildHerald, pinToClientCore, ROOT } from "./lib/processes.mjs";
 import { publishApi } from "./lib/publish-api.mjs";
 import { fanout, fanoutSteps, idleMemory, manyChannels } from "./lib/scenarios.mjs";
 import { reconnectStorm } from "./lib/reconnect-storm.mjs";
-import { FANOUT_SERVERS, herald, heraldOnRedis, heraldPoll, heraldTwoNodes, naive, SERVERS, socketIo, SSE_SERVERS } from "./lib/servers.mjs";
+import {
+  FANOUT_SERVERS,
+  herald,
+  heraldOnRedis,
+  heraldPoll,
+  heraldTwoNodes,
+  naive,
+  SERVERS,
+  socketIo,
+  SSE_SERVERS,
+} from "./lib/servers.mjs";
 
-pinToClientCore();
+const SCENARIOS = ["fanout", "sse", "poll", "steps", "idle", "idle-sse", "many", "redis", "storm", "workers", "idle-workers", "api"];
+const FULL_ONLY = new Set(["steps", "idle-workers"]);
+
+const USAGE = `Usage: npm run bench [-- OPTIONS]
+
+Runs every scenario at short sizes (about 5 minutes), prints the tables
+and rewrites the short-run results in docs/benchmarks.md.
+
+Options:
+  --full          the full sizes (about 45 minutes); rewrites the full-run
+                  results instead
+  --only NAME     one scenario: ${SCENARIOS.join(", ")}
+                  (${[...FULL_ONLY].join(" and ")} run with --full only)
+  --trials N      trials per server and scenario (default 3, full 5)
+  --no-write      print the tables without touching docs/benchmarks.md
+  --help          this text
+
+Needs Linux with two cores or more, taskset, and redis-server for the
+Redis scenarios. An interrupted run ends every process it started.`;
 
 const args = process.argv.slice(2);
+if (args.includes("--help") || args.includes("-h")) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const known = new Set(["--full", "--no-write", "--only", "--trials"]);
+for (const [i, arg] of args.entries()) {
+  const value = i > 0 && (args[i - 1] === "--only" || args[i - 1] === "--trials");
+  if (!value && !known.has(arg)) usageError(`unknown option ${arg}`);
+}
 const full = args.includes("--full");
 const write = !args.includes("--no-write");
 const only = valueOf("--only");
 const trials = Number(valueOf("--trials") ?? (full ? 5 : 3));
+if (only !== undefined && !SCENARIOS.includes(only)) usageError(`unknown scenario ${only}`);
+if (only !== undefined && FULL_ONLY.has(only) && !full) usageError(`${only} runs with --full only`);
+if (!Number.isInteger(trials) || trials < 1) usageError("--trials needs a whole number of 1 or more");
 
 function valueOf(flag) {
   const index = args.indexOf(flag);
-  return index === -1 ? undefined : args[index + 1];
+  if (index === -1) return undefined;
+  if (args[index + 1] === undefined || args[index + 1].startsWith("--")) usageError(`${flag} needs a value`);
+  return args[index + 1];
 }
 
+function usageError(message) {
+  console.error(`${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+pinToClientCore();
 
 const fanoutCases = full
   ? [
@@ -44,7 +91,8 @@ const sseCases = full
   : [{ subscribers: 2_000, rate: 20, seconds: 2 }];
 const pollCase = { subscribers: 5_000, rate: 5, seconds: full ? 10 : 2 };
 /** Full runs only: the rate raised step by step until a server falls behind. */
-const stepCase = { subscribers: 5_000, rates: [10, 20, 30, 40, 50, 60, 80, 100], seconds: 5 };
+const stepCase = { subscribers: 10_000, rates: [5, 10, 15, 20, 25, 30, 40], seconds: 5 };
+/** One process holds at most about 20,000 open files here, so the single-process sizes stop below that. */
 const idleCase = full ? { small: 2_000, large: 18_000 } : { small: 2_000, large: 10_000 };
 const manyCase = full
   ? { connections: 10_000, shared: 10, rate: 1_000, seconds: 10 }
@@ -59,7 +107,10 @@ const workersCase = full ? { subscribers: 5_000, rate: 100, seconds: 10 } : { su
  * Full runs only: idle memory past one process's open-files limit, with
  * the server spread over workers and the client over several processes.
  */
-const idleWorkersCase = { small: 10_000, large: 50_000, workers: 3 };
+const idleWorkersCases = [
+  { protocol: "herald", small: 10_000, large: 50_000, workers: 3 },
+  { protocol: "herald-sse", small: 4_000, large: 20_000, workers: 3 },
+];
 
 function median(values) {
   const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
@@ -127,6 +178,10 @@ async function main() {
     sections.idle = { ...idleCase, rows: await idleMemory(SERVERS, idleCase) };
     for (const row of sections.idle.rows) console.log(`idle ${row.server}: ${JSON.stringify(row)}`);
   }
+  if (!only || only === "idle-sse") {
+    sections.idleSse = { ...idleCase, rows: await idleMemory(SSE_SERVERS, idleCase) };
+    for (const row of sections.idleSse.rows) console.log(`idle-sse ${row.server}: ${JSON.stringify(row)}`);
+  }
   if (!only || only === "many") {
     const results = await manyChannels(SERVERS, manyCase, trials, logResult("many"));
     sections.many = { ...manyCase, rows: summarize(results) };
@@ -145,9 +200,12 @@ async function main() {
     sections.workers = { ...workersCase, rows: summarize(results) };
   }
   if (full && (!only || only === "idle-workers")) {
-    const { workers, ...sizes } = idleWorkersCase;
-    sections.idleWorkers = { ...idleWorkersCase, rows: await idleMemory([heraldOnRedis(workers)], sizes) };
-    for (const row of sections.idleWorkers.rows) console.log(`idle-workers ${row.server}: ${JSON.stringify(row)}`);
+    sections.idleWorkers = [];
+    for (const { protocol, workers, ...sizes } of idleWorkersCases) {
+      const [row] = await idleMemory([heraldOnRedis(workers, protocol)], sizes);
+      console.log(`idle-workers ${row.server}: ${JSON.stringify(row)}`);
+      sections.idleWorkers.push({ ...sizes, workers, rows: [row] });
+    }
   }
   if (!only || only === "api") {
     // One trial, because autocannon averages over the whole run.
@@ -171,8 +229,10 @@ async function main() {
   console.log(tables);
   if (write) {
     const path = join(ROOT, "docs/benchmarks.md");
-    const START = "<!-- bench:results:start -->";
-    const END = "<!-- bench:results:end -->";
+    // The short and the full run each keep their own section of the page.
+    const marker = full ? "bench:full" : "bench:results";
+    const START = `<!-- ${marker}:start -->`;
+    const END = `<!-- ${marker}:end -->`;
     const text = existsSync(path) ? readFileSync(path, "utf8") : `${START}\n${END}\n`;
     const from = text.indexOf(START);
     const to = text.indexOf(END);

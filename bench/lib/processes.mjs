@@ -3,22 +3,77 @@
 import { spawn, spawnSync } from "node:child_process";
 import { connect, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { processTree } from "./proc-stats.mjs";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const SERVER_CORE = "0";
 const CLIENT_CORE = "1";
 
 /**
- * Runs this script again pinned to the client core, unless it already is,
- * and exits with that run's code. Call it first thing in an entry script.
+ * Pins this process, every thread it has and every one it starts, to the
+ * client core. Call it first thing in an entry script. It also makes sure
+ * that every process the run started ends with it, however it ends.
  */
 export function pinToClientCore() {
-  if (process.env.BENCH_COORDINATOR_PINNED === "1") return;
-  const pinned = spawnSync("taskset", ["-c", CLIENT_CORE, process.execPath, ...process.argv.slice(1)], {
-    stdio: "inherit",
-    env: { ...process.env, BENCH_COORDINATOR_PINNED: "1" },
-  });
-  process.exit(pinned.status ?? 1);
+  const pinned = spawnSync("taskset", ["-a", "-p", "-c", CLIENT_CORE, String(process.pid)], { stdio: "ignore" });
+  if (pinned.status !== 0) throw new Error("taskset could not pin the benchmark to core 1; it needs util-linux and two cores");
+  endChildrenOnExit();
+}
+
+/** Every process a run has started and not yet seen exit. */
+const children = new Set();
+
+/** Registers a child process, so that it is ended if the run ends first. */
+export function track(child) {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+
+/**
+ * Kills every process the run started that is still running, with its
+ * descendants (the workers of `--workers`), by pid. Synchronous, so that
+ * it can run in an `exit` handler.
+ */
+function killChildren() {
+  for (const child of children) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    for (const pid of processTree(child.pid).reverse()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // It exited in the meantime.
+      }
+    }
+  }
+  children.clear();
+}
+
+let endingChildren = false;
+
+/**
+ * A run that is interrupted (Ctrl-C, SIGTERM, a closed terminal or pipe)
+ * or that fails must not leave servers, load clients or redis-server
+ * behind, so every way out of the process kills what it started.
+ */
+function endChildrenOnExit() {
+  if (endingChildren) return;
+  endingChildren = true;
+  process.on("exit", killChildren);
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+    ["SIGHUP", 129],
+  ]) {
+    process.on(signal, () => {
+      console.error(`benchmark stopped by ${signal}; ending the processes it started`);
+      process.exit(code);
+    });
+  }
+  // Writing to a closed pipe (`npm run bench | head`) fails with EPIPE; stop instead of carrying on unseen.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", () => process.exit(1));
+  }
 }
 
 /** Compiles Herald into dist/, which bin/herald.js runs. */
@@ -68,10 +123,12 @@ async function waitForPort(port, child, timeoutMs = 20_000) {
  */
 export async function startServer(spec, port = undefined) {
   port ??= await freePort();
-  const child = spawn("taskset", ["-c", SERVER_CORE, process.execPath, ...(spec.nodeArgs ?? []), ...spec.args(port)], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const child = track(
+    spawn("taskset", ["-c", SERVER_CORE, process.execPath, ...(spec.nodeArgs ?? []), ...spec.args(port)], {
+      cwd: ROOT,
+      stdio: ["ignore", "ignore", "pipe"],
+    }),
+  );
   let errors = "";
   child.stderr.on("data", (chunk) => {
     errors = (errors + chunk.toString()).slice(-4_000);
@@ -105,10 +162,12 @@ export async function stopChild(child, exited) {
 /** A load-client worker on core 1, driven by request/reply messages over IPC. */
 export class Worker {
   constructor() {
-    this.child = spawn("taskset", ["-c", CLIENT_CORE, process.execPath, "bench/load-client.mjs"], {
-      cwd: ROOT,
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
-    });
+    this.child = track(
+      spawn("taskset", ["-c", CLIENT_CORE, process.execPath, "bench/load-client.mjs"], {
+        cwd: ROOT,
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      }),
+    );
     this.pending = [];
     this.child.on("message", (message) => this.pending.shift()?.(message));
     this.exited = new Promise((resolve) => this.child.once("exit", resolve));

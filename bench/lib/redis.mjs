@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, SERVER_CORE, stopChild } from "./processes.mjs";
+import { freePort, SERVER_CORE, stopChild, track } from "./processes.mjs";
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -28,10 +28,12 @@ function ping(port) {
 export async function startRedis() {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "herald-bench-redis-"));
-  const child = spawn(
-    "taskset",
-    ["-c", SERVER_CORE, "redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
-    { stdio: "ignore" },
+  const child = track(
+    spawn(
+      "taskset",
+      ["-c", SERVER_CORE, "redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
+      { stdio: "ignore" },
+    ),
   );
   const exited = new Promise((resolve) => child.once("exit", resolve));
   const deadline = Date.now() + 10_000;

@@ -150,6 +150,23 @@ function redisRatios(rows) {
   };
 }
 
+/** RSS at two sizes and the growth per connection, one row per server. */
+function idleTable(title, what, { small, large, rows }, withProcesses = false) {
+  return (
+    `### ${title}: RSS growth from ${number(small)} to ${number(large)} ${what}\n\n` +
+    table(
+      ["server", ...(withProcesses ? ["processes"] : []), `RSS at ${number(small)} (MiB)`, `RSS at ${number(large)} (MiB)`, "KiB per connection"],
+      rows.map((row) => [
+        row.server,
+        ...(withProcesses ? [number(row.processes)] : []),
+        number(row.rssSmall / 2 ** 20, 1),
+        number(row.rssLarge / 2 ** 20, 1),
+        number(row.bytesPerConnection / 1024, 2),
+      ]),
+    )
+  );
+}
+
 export function formatTables(sections, machine) {
   const parts = [
     `Taken ${machine.date} with \`${machine.command}\` (${machine.minutes} min) on ${machine.cores} cores ` +
@@ -297,36 +314,19 @@ export function formatTables(sections, machine) {
   }
 
   if (sections.idle) {
-    const { small, large, rows } = sections.idle;
-    parts.push(
-      `### Idle memory: RSS growth from ${number(small)} to ${number(large)} connections, one subscription each\n\n` +
-        table(
-          ["server", `RSS at ${number(small)} (MiB)`, `RSS at ${number(large)} (MiB)`, "KiB per connection"],
-          rows.map((row) => [
-            row.server,
-            number(row.rssSmall / 2 ** 20, 1),
-            number(row.rssLarge / 2 ** 20, 1),
-            number(row.bytesPerConnection / 1024, 2),
-          ]),
-        ),
-    );
+    parts.push(idleTable("Idle memory", "connections, one subscription each", sections.idle));
   }
 
-  if (sections.idleWorkers) {
-    const { small, large, workers, rows } = sections.idleWorkers;
+  if (sections.idleSse) {
+    parts.push(idleTable("Idle SSE memory", "streams, one channel each", sections.idleSse));
+  }
+
+  for (const idle of sections.idleWorkers ?? []) {
+    const [row] = idle.rows;
+    const what = row.server.includes("SSE") ? "SSE streams" : "WebSocket connections";
     parts.push(
-      `### Idle memory over ${workers} workers: RSS growth from ${number(small)} to ${number(large)} connections\n\n` +
-        table(
-          ["server", "processes", `RSS at ${number(small)} (MiB)`, `RSS at ${number(large)} (MiB)`, "KiB per connection"],
-          rows.map((row) => [
-            row.server,
-            number(row.processes),
-            number(row.rssSmall / 2 ** 20, 1),
-            number(row.rssLarge / 2 ** 20, 1),
-            number(row.bytesPerConnection / 1024, 2),
-          ]),
-        ) +
-        `\n\nOne process may hold about 20,000 open files here, so the server runs as \`--workers ${workers}\` on Redis ` +
+      idleTable(`Idle memory over ${idle.workers} workers`, what, idle, true) +
+        `\n\nOne process may hold about 20,000 open files here, so the server runs as \`--workers ${idle.workers}\` on Redis ` +
         "(the primary hands connections out round robin) and the load client as processes of at most 8,000 " +
         "connections each. RSS is summed over the primary and its workers; the growth between the two sizes, divided " +
         "by the connections added, is the cost of one connection.",
