@@ -186,6 +186,7 @@ describe("loadConfig", () => {
   test("unknown env variable, flag and argument are rejected", () => {
     assert.match(configError({ env: { HERALD_PROT: "1" } }), /Unknown environment variable HERALD_PROT/);
     assert.match(configError({ env: {}, argv: ["--prot", "1"] }), /Unknown flag --prot/);
+    assert.match(configError({ env: {}, argv: ["--verbose"] }), /Unknown flag --verbose/);
     assert.match(configError({ env: {}, argv: ["serve"] }), /Unexpected argument "serve"/);
     assert.match(configError({ env: {}, argv: ["--port"] }), /--port needs a value/);
     assert.match(configError({ env: {}, argv: ["--set", "port"] }), /--set takes path=value/);

@@ -438,7 +438,10 @@ function parseFlags(argv: string[]): { flags: FlagSetting[]; configPath: string 
     }
     const eq = arg.indexOf("=");
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    let value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
+    if (name !== "config" && name !== "set" && FLAG_PATHS[name] === undefined) {
+      throw new ConfigError(`Unknown flag --${name}. Known flags: --config, --set, ${Object.keys(FLAG_PATHS).map((f) => `--${f}`).join(", ")}.`);
+    }
+    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
     if (value === undefined) {
       throw new ConfigError(`Flag --${name} needs a value.`);
     }
@@ -452,10 +455,8 @@ function parseFlags(argv: string[]): { flags: FlagSetting[]; configPath: string 
       }
       const path = value.slice(0, split);
       flags.push({ path, value: value.slice(split + 1), flag: `--set ${path}` });
-    } else if (FLAG_PATHS[name] !== undefined) {
-      flags.push({ path: FLAG_PATHS[name], value, flag: `--${name}` });
     } else {
-      throw new ConfigError(`Unknown flag --${name}. Known flags: --config, --set, ${Object.keys(FLAG_PATHS).map((f) => `--${f}`).join(", ")}.`);
+      flags.push({ path: FLAG_PATHS[name]!, value, flag: `--${name}` });
     }
   }
   return { flags, configPath };
