@@ -14,7 +14,7 @@ import { protocolError } from "./errors.js";
 import { logBrokerEvents } from "./event-log.js";
 import { HeraldEvents, isInternalChannel } from "./events.js";
 import { PublishApi } from "./http/api.js";
-import { expectMethod, sendError, sendJson } from "./http/respond.js";
+import { expectMethod, requestUrl, sendError, sendJson } from "./http/respond.js";
 import { Listener } from "./http/listener.js";
 import { rejectUpgrade } from "./http/reject-upgrade.js";
 import { GrpcTransport } from "./grpc/grpc-transport.js";
@@ -296,7 +296,7 @@ export class HeraldServer {
     res.setHeader("Set-Cookie", this.affinityCookie);
     let url: URL;
     try {
-      url = new URL(req.url ?? "/", "http://herald.invalid");
+      url = requestUrl(req);
     } catch {
       sendError(res, protocolError("bad_request", "The request URL is invalid."));
       return;

@@ -212,6 +212,25 @@ describe("http api", () => {
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, "not_found");
   });
+
+  test("a path that starts with // is a path, not a host", async () => {
+    const { status, body } = await new Promise<{ status: number; body: any }>((resolve, reject) => {
+      const req = request(
+        { host: "127.0.0.1", port: node.port, method: "POST", path: "//api/publish", headers: { "content-type": "application/json" } },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => (text += chunk));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+        },
+      );
+      req.on("error", reject);
+      req.end(JSON.stringify({ channel: "slashes", data: 1 }));
+    });
+    assert.equal(status, 404);
+    assert.equal(body.error.code, "not_found");
+    assert.match(body.error.message, /No endpoint at \/\/api\/publish/);
+  });
 });
 
 describe("http api with an API key", () => {

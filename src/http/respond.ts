@@ -1,6 +1,17 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 
+/**
+ * The request's URL. A request target is a path (`/api/publish?x=1`), or
+ * in absolute form a whole URL; a path that starts with `//` is still a
+ * path, where URL parsing against a base would read a host out of it.
+ * Throws on a target that is not a URL.
+ */
+export function requestUrl(req: IncomingMessage): URL {
+  const target = req.url ?? "/";
+  return target.startsWith("/") ? new URL(`http://herald.invalid${target}`) : new URL(target, "http://herald.invalid");
+}
+
 /** Sends a JSON body with the given status. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);

@@ -6,6 +6,7 @@ import { tokenFromRequest } from "../auth/request-token.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import { originAllowed } from "../http/cors.js";
 import { rejectUpgrade } from "../http/reject-upgrade.js";
+import { requestUrl } from "../http/respond.js";
 import { jitteredRetryAfterSeconds } from "../jitter.js";
 import type { Transport, TransportContext } from "./transport.js";
 import { WebSocketConnection } from "./websocket-connection.js";
@@ -108,7 +109,7 @@ export class WebSocketTransport implements Transport {
 
     let token: string | undefined;
     try {
-      token = tokenFromRequest(req, new URL(req.url ?? "/", "http://herald.invalid"));
+      token = tokenFromRequest(req, requestUrl(req));
     } catch (error) {
       rejectUpgrade(socket, toHeraldError(error));
       return;
