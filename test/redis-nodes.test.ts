@@ -95,6 +95,54 @@ describe("nodes on redis", () => {
     }
   });
 
+  test("a batch on redis keeps item order per channel and reports each item", async () => {
+    const redis = await redisServer();
+    const first = await node(redis, "batch-a");
+    const second = await node(redis, "batch-b");
+    const client = await TestClient.open(second.ws);
+    for (const channel of ["batch-x", "batch-y"]) {
+      assert.equal((await client.request({ type: "subscribe", channel })).type, "reply");
+    }
+    const channelOf = (n: number) => (n % 3 === 0 ? "batch-y" : "batch-x");
+    // Every 50th item repeats the previous item's channel and key: the broker must see the first one stored.
+    const items = range(1, 200).map((n) => {
+      const repeats = n % 50 === 0;
+      return { channel: channelOf(repeats ? n - 1 : n), data: { n }, idempotencyKey: `key-${repeats ? n - 1 : n}` };
+    });
+    const { status, body } = await postJson(first.http, "/api/publish_batch", { items });
+    assert.equal(status, 200);
+    const results = body.results as Array<{ channel: string; offset: number }>;
+    assert.equal(results.length, 200);
+    for (const channel of ["batch-x", "batch-y"]) {
+      const mine = results.filter((result) => result.channel === channel);
+      const stored = items.filter((item) => item.channel === channel && item.idempotencyKey === `key-${item.data.n}`);
+      // Offsets rise in item order; a repeated key gets the offset of its first item.
+      const distinct = [...new Set(mine.map((result) => result.offset))];
+      assert.deepEqual(distinct, range(1, stored.length), channel);
+      await waitUntil(() => client.pubs(channel).length >= stored.length, 10_000, `${channel} on the other node`);
+      assert.deepEqual(
+        client.pubs(channel).map((message) => (message.data as { n: number }).n),
+        stored.map((item) => item.data.n),
+        channel,
+      );
+    }
+    for (const [i, item] of items.entries()) {
+      if (item.idempotencyKey !== `key-${item.data.n}`) {
+        assert.equal(results[i]!.offset, results[i - 1]!.offset, `item ${i} repeats the key of item ${i - 1}`);
+      }
+    }
+    client.close();
+
+    await redis.stop();
+    await waitUntil(async () => (await readyStatus(first)) === 503, 10_000, "node not ready without redis");
+    const failed = await postJson(first.http, "/api/publish_batch", { items: items.slice(0, 3) });
+    assert.equal(failed.status, 503);
+    assert.deepEqual(
+      failed.body.results.map((result: any) => [result.channel, result.error?.code]),
+      items.slice(0, 3).map((item) => [item.channel, "broker_unavailable"]),
+    );
+  });
+
   test("grpc publish on one node streams on another", async () => {
     const redis = await redisServer();
     const grpc = { grpc: { enabled: true, port: 0, host: "127.0.0.1" } };

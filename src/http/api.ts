@@ -113,21 +113,20 @@ export class PublishApi {
       }
     });
 
-    const results: unknown[] = [];
+    // Every item goes to the broker at once, so that on Redis they share one
+    // pipeline instead of waiting a round trip each. The calls start in item
+    // order and the broker stores them in that order, so items of one channel
+    // get increasing offsets in batch order.
+    const outcomes = await Promise.allSettled(items.map((item) => this.hub.publish(item.channel, item.data, item.idempotencyKey)));
     let failed = false;
-    for (const item of items) {
-      if (failed) {
-        results.push({ channel: item.channel, error: protocolError("broker_unavailable", "Not attempted after an earlier item failed.").toJSON() });
-        continue;
+    const results = outcomes.map((outcome, index) => {
+      if (outcome.status === "fulfilled") {
+        const publication = outcome.value;
+        return { channel: publication.channel, epoch: publication.epoch, offset: publication.offset };
       }
-      try {
-        const publication = await this.hub.publish(item.channel, item.data, item.idempotencyKey);
-        results.push({ channel: publication.channel, epoch: publication.epoch, offset: publication.offset });
-      } catch (error) {
-        failed = true;
-        results.push({ channel: item.channel, error: toHeraldError(error).toJSON() });
-      }
-    }
+      failed = true;
+      return { channel: items[index]!.channel, error: toHeraldError(outcome.reason).toJSON() };
+    });
     sendJson(res, failed ? 503 : 200, { results });
   }
 
