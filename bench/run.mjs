@@ -209,7 +209,7 @@ async function main() {
   }
   if (!only || only === "api") {
     // One trial, because autocannon averages over the whole run.
-    sections.api = { ...apiCase, rows: await publishApi([herald, naive, socketIo], apiCase) };
+    sections.api = { ...apiCase, rows: await publishApi([herald, heraldOnRedis(1), naive, socketIo], apiCase) };
     for (const row of sections.api.rows) console.log(`api ${row.server} ${row.endpoint}: ${JSON.stringify(row)}`);
   }
 

@@ -1,9 +1,10 @@
 // Publish API throughput: autocannon POSTs publishes as fast as the server
 // answers, with nobody subscribed, so the figure is the cost of accepting
 // and storing a publish. Herald is measured on /api/publish and on
-// /api/publish_batch; the peers on their /publish, for scale.
+// /api/publish_batch, on the memory broker and on Redis; the peers on
+// their /publish, for scale.
 import autocannon from "autocannon";
-import { cpuSeconds } from "./proc-stats.mjs";
+import { cpuSeconds, treeCpuSeconds } from "./proc-stats.mjs";
 import { startServer } from "./processes.mjs";
 
 const BATCH_ITEMS = 100;
@@ -29,7 +30,7 @@ function targets(spec) {
 export async function publishApi(specs, { seconds }) {
   const rows = [];
   for (const spec of specs) {
-    const server = await startServer(spec);
+    const server = spec.start ? await spec.start() : await startServer(spec);
     try {
       for (const target of targets(spec)) {
         const options = {
@@ -41,9 +42,11 @@ export async function publishApi(specs, { seconds }) {
           duration: seconds,
         };
         await run({ ...options, duration: 1 });
-        const cpuBefore = cpuSeconds(server.pid);
+        const cpuBefore = treeCpuSeconds(server.pid);
+        const redisBefore = server.redisPid ? cpuSeconds(server.redisPid) : Number.NaN;
         const result = await run(options);
-        const cpu = cpuSeconds(server.pid) - cpuBefore;
+        const cpu = treeCpuSeconds(server.pid) - cpuBefore;
+        const redisCpu = server.redisPid ? cpuSeconds(server.redisPid) - redisBefore : Number.NaN;
         const publishes = result.requests.total * target.publishesPerRequest;
         rows.push({
           server: spec.name,
@@ -54,6 +57,7 @@ export async function publishApi(specs, { seconds }) {
           p99: result.latency.p99,
           errors: result.errors + result.non2xx,
           serverCpuPerMillion: cpu / (publishes / 1e6),
+          redisCpuPerMillion: redisCpu / (publishes / 1e6),
         });
       }
     } finally {

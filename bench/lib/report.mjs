@@ -345,7 +345,7 @@ export function formatTables(sections, machine) {
     parts.push(
       `### Publish API: autocannon, 10 connections, ${sections.api.seconds} s per endpoint, no subscribers\n\n` +
         table(
-          ["server", "endpoint", "requests/s", "publishes/s", "p50 ms", "p99 ms", "errors", "server CPU-s per million publishes"],
+          ["server", "endpoint", "requests/s", "publishes/s", "p50 ms", "p99 ms", "errors", "server CPU-s per million publishes", "Redis CPU-s per million publishes"],
           sections.api.rows.map((row) => [
             row.server,
             `\`${row.endpoint}\``,
@@ -355,6 +355,7 @@ export function formatTables(sections, machine) {
             number(row.p99, 1),
             number(row.errors),
             number(row.serverCpuPerMillion, 1),
+            number(row.redisCpuPerMillion, 1),
           ]),
         ),
     );

@@ -102,7 +102,7 @@ async function startOnRedis(name, nodeCount, workers) {
 /** Herald on the Redis broker with `workers` processes (`--workers`), measured over WebSocket or `herald-sse`. */
 export function heraldOnRedis(workers = 1, protocol = "herald") {
   const name = `herald${protocol === "herald-sse" ? " (SSE)" : ""} on Redis, --workers ${workers}`;
-  return { name, protocol, publishPath: "/api/publish", start: () => startOnRedis(name, 1, workers) };
+  return { name, protocol, publishPath: herald.publishPath, batchPath: herald.batchPath, start: () => startOnRedis(name, 1, workers) };
 }
 
 /** Two Herald nodes on the Redis broker. */
