@@ -301,8 +301,7 @@ export class HeraldServer {
       sendError(res, protocolError("bad_request", "The request URL is invalid."));
       return;
     }
-    this.responses.add(res);
-    res.once("close", () => this.responses.delete(res));
+    this.track(res);
     if (this.lifecycle.shuttingDown) {
       closeAfterResponse(res);
     }
@@ -312,6 +311,16 @@ export class HeraldServer {
         this.logLimiter.write(this.log, "error", { err: error, path: url.pathname }, "request failed");
       }
     });
+  }
+
+  /**
+   * Keeps a response in `responses` until it closes. Its own method, so
+   * that the listener, which lives as long as an event stream, does not
+   * share route()'s closure scope and keep the request's URL alive.
+   */
+  private track(res: ServerResponse): void {
+    this.responses.add(res);
+    res.once("close", () => this.responses.delete(res));
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
