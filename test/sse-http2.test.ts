@@ -130,6 +130,28 @@ describe("sse over h2c", () => {
     await fanOutOverOneSession(node, session, ["h2c-fan", "h2c-other"]);
   });
 
+  test("a keyless publish from loopback is accepted over h2c", async () => {
+    const session = connect(`http://127.0.0.1:${node.port}`);
+    try {
+      const request = session.request({ ":method": "POST", ":path": "/api/publish", "content-type": "application/json" });
+      request.setEncoding("utf8");
+      let body = "";
+      request.on("data", (chunk: string) => (body += chunk));
+      const response = new Promise<number>((resolve, reject) => {
+        request.on("response", (headers) => resolve(Number(headers[":status"])));
+        request.on("error", reject);
+      });
+      const ended = new Promise((resolve) => request.on("end", resolve));
+      request.end(JSON.stringify({ channel: "h2c-publish", data: { n: 1 } }));
+      const status = await response;
+      await ended;
+      assert.equal(status, 200, body);
+      assert.equal(JSON.parse(body).offset, 1);
+    } finally {
+      session.close();
+    }
+  });
+
   test("http/1.1 is served on the same port", async () => {
     const stream = await openSse(`${node.http}/sse?channel=h2c-plain`);
     assert.equal(stream.status, 200);

@@ -5,6 +5,7 @@ import type { EncodedPublication } from "../encoded.js";
 import { protocolError } from "../errors.js";
 import type { HeraldEvents } from "../events.js";
 import type { PublishApi } from "../http/api.js";
+import { remoteAddress } from "../http/listener.js";
 import { expectMethod, isLoopback, sendJson } from "../http/respond.js";
 import type { Hub, Subscriber, Subscription } from "../hub.js";
 import type { Logger } from "../log.js";
@@ -138,7 +139,7 @@ export class Admin implements Subscriber {
       throw protocolError("unauthorized", "Send the admin token as Authorization: Bearer <token> or as the token query parameter.");
     }
     if (!this.options.adminToken.matches(given)) {
-      const remote = req.socket.remoteAddress ?? "";
+      const remote = remoteAddress(req) ?? "";
       this.options.logLimiter.write(this.options.log, isLoopback(remote) ? "info" : "warn", { remote, path: url.pathname }, "admin authentication failed");
       this.options.events.emit({ type: "auth.failed", transport: "admin", code: "unauthorized" });
       throw protocolError("unauthorized", "The admin token is not valid.");

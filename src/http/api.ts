@@ -11,6 +11,7 @@ import { historyLimit } from "../history-limit.js";
 import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH } from "../idempotency-key.js";
 import { encodePublicationData } from "../publication-data.js";
 import { crossSiteReason, rejectCrossSite } from "./cors.js";
+import { remoteAddress } from "./listener.js";
 import { isLoopback, readJsonBody, requireJsonContentType, sendJson } from "./respond.js";
 
 const publishItem = z.object({
@@ -41,7 +42,7 @@ export class PublishApi {
    * may have sent are rejected too.
    */
   authorize(req: IncomingMessage): void {
-    this.keys.verify(req.headers.authorization, req.socket.remoteAddress);
+    this.keys.verify(req.headers.authorization, remoteAddress(req));
     if (this.config.apiKeys.length === 0) {
       rejectCrossSite(req, this.config.cors.allowedOrigins);
     }
@@ -62,7 +63,7 @@ export class PublishApi {
     // Without a key, loopback is a backend, except for a web page that may not act as one: that is a client.
     const backend = this.keys.configured
       ? given !== undefined && this.keys.matches(given)
-      : isLoopback(req.socket.remoteAddress) && crossSiteReason(req, this.config.cors.allowedOrigins) === undefined;
+      : isLoopback(remoteAddress(req)) && crossSiteReason(req, this.config.cors.allowedOrigins) === undefined;
     if (backend) {
       return undefined;
     }

@@ -25,6 +25,23 @@ import { rawErrorResponse } from "./respond.js";
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
+/** Remote address of each h2c session, whose requests cannot read it from their socket (see ReplayingSocket). */
+const h2cAddresses = new WeakMap<ServerHttp2Session, string>();
+
+/**
+ * The client's address: the socket's, or for a request on an h2c
+ * session, the TCP connection's. Keyless publishing from loopback,
+ * per-address limits and logs all need it.
+ */
+export function remoteAddress(req: IncomingMessage): string | undefined {
+  const address = req.socket.remoteAddress;
+  if (address !== undefined) {
+    return address;
+  }
+  const session = (req as unknown as Partial<Http2ServerRequest>).stream?.session as ServerHttp2Session | undefined;
+  return session === undefined ? undefined : h2cAddresses.get(session);
+}
+
 export interface ListenerHandlers {
   request: RequestHandler;
   upgrade: UpgradeHandler;
@@ -150,6 +167,13 @@ export class Listener {
     this.http1Servers.push(http1);
     const http2 = createHttp2Server({ settings }, compat(handlers.request));
     this.trackSessions(http2);
+    // The server makes the session while it handles 'connection', so the socket being handed over is known then.
+    let arriving: Socket | undefined;
+    http2.on("session", (session) => {
+      if (arriving?.remoteAddress !== undefined) {
+        h2cAddresses.set(session, arriving.remoteAddress);
+      }
+    });
     return createNetServer((socket) => {
       let head: Buffer = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
@@ -163,7 +187,9 @@ export class Listener {
         socket.pause();
         socket.unshift(head);
         if (isHttp2) {
+          arriving = socket;
           http2.emit("connection", new ReplayingSocket(socket));
+          arriving = undefined;
         } else {
           http1.emit("connection", socket);
           // The HTTP/1.1 parser listens for 'data' but leaves the socket as it finds it.
@@ -202,10 +228,9 @@ function compat(handler: RequestHandler): (req: Http2ServerRequest, res: Http2Se
  * from it (and put back with unshift) reach the HTTP/2 session. Node 20's
  * HTTP/2 session reads a raw socket straight from its handle, so it would
  * skip them. It reads a Duplex without a handle through the stream API.
- *
- * NOTE: requests on such a session report no remote address, so the
- * loopback check of the publish API rejects them; use HTTP/1.1 or an API
- * key to publish over a plain port.
+ * Node wraps such a stream in a socket of its own that knows no
+ * addresses, so the TCP socket's remote address is kept per session in
+ * `h2cAddresses`, for remoteAddress().
  */
 class ReplayingSocket extends Duplex {
   constructor(private readonly socket: Socket) {

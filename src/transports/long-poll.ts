@@ -8,6 +8,7 @@ import { EncodedPublication } from "../encoded.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import type { Subscriber, Subscription } from "../hub.js";
 import { applyCors } from "../http/cors.js";
+import { remoteAddress } from "../http/listener.js";
 import { sendError } from "../http/respond.js";
 import { ConnectionMonitor } from "./connection-monitor.js";
 import { parsePollRequest, type PollRequest } from "./long-poll-request.js";
@@ -47,7 +48,7 @@ export class LongPollTransport implements Transport {
       return;
     }
     // A held poll is an open connection, so it counts against the address's limit until it responds.
-    const address = req.socket.remoteAddress ?? "";
+    const address = remoteAddress(req) ?? "";
     const release = this.context.limiter.acquire(address);
     if (release === undefined) {
       const max = this.context.config.limits.maxConnectionsPerIp;

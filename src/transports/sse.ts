@@ -4,6 +4,7 @@ import { connectionId } from "../connection-id.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import { isInternalChannel } from "../events.js";
 import { applyCors } from "../http/cors.js";
+import { remoteAddress } from "../http/listener.js";
 import { sendError } from "../http/respond.js";
 import type { Logger } from "../log.js";
 import { ConnectionMonitor } from "./connection-monitor.js";
@@ -95,7 +96,7 @@ export class SseTransport implements Transport {
       sendReconnectLater(res, config.sse.retryMs);
       return;
     }
-    const address = req.socket.remoteAddress ?? "";
+    const address = remoteAddress(req) ?? "";
     const release = this.context.limiter.acquire(address);
     if (release === undefined) {
       // Like draining, not a 429: the address is served again once some of

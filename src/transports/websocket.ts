@@ -5,6 +5,7 @@ import type { Identity } from "../auth/identity.js";
 import { tokenFromRequest } from "../auth/request-token.js";
 import { protocolError, toHeraldError } from "../errors.js";
 import { originAllowed } from "../http/cors.js";
+import { remoteAddress } from "../http/listener.js";
 import { rejectUpgrade } from "../http/reject-upgrade.js";
 import { requestUrl } from "../http/respond.js";
 import { jitteredRetryAfterSeconds } from "../jitter.js";
@@ -97,7 +98,7 @@ export class WebSocketTransport implements Transport {
       rejectUpgrade(socket, protocolError("origin_forbidden", "The Origin is not in websocket.allowedOrigins."));
       return;
     }
-    const address = req.socket.remoteAddress ?? "";
+    const address = remoteAddress(req) ?? "";
     const release = this.context.limiter.acquire(address);
     if (!release) {
       const max = this.context.config.limits.maxConnectionsPerIp;
