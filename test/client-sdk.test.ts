@@ -327,4 +327,43 @@ describe("client SDK token expiry", () => {
       client.close();
     });
   }
+
+  // With `since`, the SSE transport opens the stream straight away, and an
+  // EventSource cannot read the 401 that refuses an expired token.
+  test("sse: a token already expired when the stream opens closes the client", async () => {
+    const { body } = await publishWithKey(node.http, API_KEY, "feed", "before the client");
+    const since = { epoch: body.epoch, offset: body.offset };
+    const client = newClient(node, ["sse"], { token: await feedToken(-5) });
+    const errors: HeraldClientError[] = [];
+    client.on("error", (error) => errors.push(error));
+    const states: ClientState[] = [];
+    client.on("state", (change) => states.push(change.state));
+    client.subscribe("feed", () => undefined, { since });
+
+    await waitUntil(() => client.state === "closed", 10_000, `the client to close; states ${states.join(", ")}`);
+    assert.deepEqual(
+      errors.map((error) => error.code),
+      ["token_expired"],
+    );
+  });
+
+  test("sse: getToken renews a token already expired when the stream opens", async () => {
+    const { body } = await publishWithKey(node.http, API_KEY, "feed", "before the renewing client");
+    const since = { epoch: body.epoch, offset: body.offset };
+    let renewals = 0;
+    const client = newClient(node, ["sse"], {
+      token: await feedToken(-5),
+      getToken: async () => {
+        renewals++;
+        return feedToken(600);
+      },
+    });
+    const received: unknown[] = [];
+    client.subscribe("feed", (data) => received.push(data), { since });
+    await waitUntil(() => client.state === "connected", 10_000, "the connect with a renewed token");
+    await publishWithKey(node.http, API_KEY, "feed", "after the renewal");
+    await waitUntil(() => received.includes("after the renewal"), 10_000, "the event after renewal");
+    assert.equal(renewals, 1);
+    client.close();
+  });
 });

@@ -82,7 +82,9 @@ export class SseClientTransport implements ClientTransport {
       return;
     }
     this.source = source;
+    let started = false;
     source.addEventListener("subscribed", (event) => {
+      started = true;
       const body = JSON.parse(event.data) as { channels: Array<{ channel: string; epoch: string; offset: number }> };
       for (const entry of body.channels) {
         this.host.subscribed(entry.channel, { epoch: entry.epoch, offset: entry.offset });
@@ -107,10 +109,39 @@ export class SseClientTransport implements ClientTransport {
       this.host.event(message.channel, message.offset, message.data);
     };
     source.onerror = () => {
-      if (this.source === source) {
+      if (this.source !== source) {
+        return;
+      }
+      if (started) {
         this.fail(1006, "the event stream failed or ended");
+      } else {
+        source.close();
+        void this.findRejection(channels, generation, controller.signal);
       }
     };
+  }
+
+  /**
+   * Finds out why a stream failed before it started. An EventSource
+   * cannot read the node's error, so a rejected token would look like a
+   * network failure and the client would reconnect with it for ever. A
+   * poll that does not wait asks the same question (token, channels) and
+   * reads the error: a 4xx closes the client, or renews the token through
+   * getToken; anything else counts as a failed connection.
+   */
+  private async findRejection(channels: readonly string[], generation: number, signal: AbortSignal): Promise<void> {
+    try {
+      await fetchPositions(this.host, channels, signal);
+    } catch (error) {
+      const failure = toClientError(error);
+      if (generation === this.generation && failure.status !== undefined && failure.status >= 400 && failure.status < 500) {
+        this.fail(closeCodeForStatus(failure.status), failure.message, failure);
+        return;
+      }
+    }
+    if (generation === this.generation) {
+      this.fail(1006, "the event stream failed or ended");
+    }
   }
 
   private fail(code: number, reason: string, error?: HeraldClientError): void {
