@@ -17,6 +17,7 @@ import { PublishApi } from "./http/api.js";
 import { expectMethod, sendError, sendJson } from "./http/respond.js";
 import { Listener } from "./http/listener.js";
 import { rejectUpgrade } from "./http/reject-upgrade.js";
+import { RequestTarget } from "./http/request-target.js";
 import { GrpcTransport } from "./grpc/grpc-transport.js";
 import { isDemoPath, serveDemo } from "./http/demo.js";
 import { Hub } from "./hub.js";
@@ -294,11 +295,11 @@ export class HeraldServer {
 
   private route(req: IncomingMessage, res: ServerResponse): void {
     res.setHeader("Set-Cookie", this.affinityCookie);
-    let url: URL;
+    let target: RequestTarget;
     try {
-      url = new URL(req.url ?? "/", "http://herald.invalid");
-    } catch {
-      sendError(res, protocolError("bad_request", "The request URL is invalid."));
+      target = RequestTarget.of(req.url);
+    } catch (error) {
+      sendError(res, error);
       return;
     }
     this.responses.add(res);
@@ -306,19 +307,20 @@ export class HeraldServer {
     if (this.lifecycle.shuttingDown) {
       closeAfterResponse(res);
     }
-    this.dispatch(req, res, url).catch((error: unknown) => {
+    this.dispatch(req, res, target).catch((error: unknown) => {
       const herald = sendError(res, error);
       if (herald.status >= 500 && herald.code !== "broker_unavailable" && herald.code !== "draining") {
-        this.logLimiter.write(this.log, "error", { err: error, path: url.pathname }, "request failed");
+        this.logLimiter.write(this.log, "error", { err: error, path: target.pathname }, "request failed");
       }
     });
   }
 
-  private async dispatch(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  private async dispatch(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<void> {
     const method = req.method ?? "GET";
     // Health probes may use HEAD, which Node answers without the body.
     const probeMethod = method === "HEAD" ? "GET" : method;
-    switch (url.pathname) {
+    const pathname = target.pathname;
+    switch (pathname) {
       case "/healthz":
         expectMethod(probeMethod, "GET");
         sendJson(res, 200, { status: "ok", state: this.lifecycle.state, connections: this.connectionsByTransport() });
@@ -353,35 +355,35 @@ export class HeraldServer {
         if (applyCors(req, res, this.config, ["GET"])) return;
         expectMethod(method, "GET");
         this.api.authorize(req);
-        await this.api.history(url, res);
+        await this.api.history(target.url, res);
         return;
       case "/ws":
         expectMethod(method, "GET");
         throw protocolError("bad_request", "The /ws endpoint needs a WebSocket upgrade request.");
       case "/metrics":
         expectMethod(method, "GET");
-        await this.serveMetrics(req, res, url);
+        await this.serveMetrics(req, res, target.url);
         return;
       default:
-        if (isDemoPath(url.pathname)) {
+        if (isDemoPath(pathname)) {
           expectMethod(method, "GET");
-          await serveDemo(url.pathname, res);
+          await serveDemo(pathname, res);
           return;
         }
-        if (url.pathname === "/admin" || url.pathname.startsWith("/admin/")) {
+        if (pathname === "/admin" || pathname.startsWith("/admin/")) {
           if (this.admin === undefined) {
             throw protocolError("not_found", "The admin page is off; set an admin token (HERALD_ADMIN_TOKEN) to turn it on.");
           }
-          await this.admin.handle(req, res, url);
+          await this.admin.handle(req, res, target.url);
           return;
         }
         for (const transport of this.transports) {
-          if (transport.handleRequest && url.pathname === `/${transport.name}`) {
-            transport.handleRequest(req, res, url);
+          if (transport.handleRequest && pathname === `/${transport.name}`) {
+            transport.handleRequest(req, res, target.url);
             return;
           }
         }
-        throw protocolError("not_found", `No endpoint at ${url.pathname}.`);
+        throw protocolError("not_found", `No endpoint at ${pathname}.`);
     }
   }
 }
