@@ -72,15 +72,17 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<un
       if (failed) {
         return;
       }
-      const text = Buffer.concat(chunks).toString("utf8");
-      if (text.trim() === "") {
-        reject(protocolError("invalid_json", "The request body is empty; send a JSON object."));
-        return;
-      }
+      // A body almost always arrives in one chunk, which needs no copy.
+      const text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString("utf8");
       try {
         resolve(JSON.parse(text));
       } catch (error) {
-        reject(protocolError("invalid_json", `The request body is not valid JSON: ${(error as Error).message}`));
+        // An empty or blank body never parses, so only a failed parse needs the emptiness check.
+        const message =
+          text.trim() === ""
+            ? "The request body is empty; send a JSON object."
+            : `The request body is not valid JSON: ${(error as Error).message}`;
+        reject(protocolError("invalid_json", message));
       }
     });
     req.on("error", (error) => {
@@ -100,6 +102,9 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<un
  */
 export function requireJsonContentType(req: IncomingMessage): void {
   const type = req.headers["content-type"];
+  if (type === "application/json") {
+    return;
+  }
   const mediaType = type?.split(";")[0]!.trim().toLowerCase();
   if (mediaType !== "application/json") {
     throw protocolError(
