@@ -67,6 +67,8 @@ export class HeraldServer {
   private readonly lifecycle = new Lifecycle();
   /** HTTP responses in progress, so shutdown can ask their clients to reconnect. */
   private readonly responses = new Set<ServerResponse>();
+  /** The 'close' listener that removes a response from `responses`. One function serves every request, so none builds a closure. */
+  private readonly forgetResponse: (this: ServerResponse) => void;
   private readonly auth: Authenticator;
   /** Open connections per remote address, counted by every transport. */
   readonly limiter: ConnectionLimiter;
@@ -78,6 +80,10 @@ export class HeraldServer {
     options: HeraldOptions = {},
   ) {
     this.log = options.logger ?? createLogger(config.log.level);
+    const responses = this.responses;
+    this.forgetResponse = function (this: ServerResponse) {
+      responses.delete(this);
+    };
     this.nodeId = config.nodeId || `node-${randomBytes(4).toString("hex")}`;
     if (config.metrics.requireAdminToken && config.adminToken === "") {
       throw new ConfigError("metrics.requireAdminToken is set but adminToken is empty; set an admin token or turn the requirement off.");
@@ -303,7 +309,7 @@ export class HeraldServer {
       return;
     }
     this.responses.add(res);
-    res.once("close", () => this.responses.delete(res));
+    res.on("close", this.forgetResponse);
     if (this.lifecycle.shuttingDown) {
       closeAfterResponse(res);
     }
