@@ -166,7 +166,8 @@ export class Hub implements BrokerListener {
   /** Publishes JSON text on a channel and returns the stored publication. */
   async publish(channel: string, data: string, idempotencyKey?: string): Promise<Publication> {
     validateChannel(channel);
-    return this.store(channel, data, idempotencyKey);
+    // Awaiting the store takes one microtask, but returning its promise from an async function takes two.
+    return await this.store(channel, data, idempotencyKey);
   }
 
   /**
