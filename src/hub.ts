@@ -184,11 +184,12 @@ export class Hub implements BrokerListener {
       throw protocolError("broker_unavailable");
     }
     try {
+      // One literal with every field, undefined key included, keeps a single object shape per publish.
       const options = {
         historySize: namespace.historySize,
         historyTtlMs: namespace.historyTtlMs,
         idempotencyWindowMs: this.idempotencyWindowMs,
-        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+        idempotencyKey,
       };
       const publication = await this.broker.publish(channel, data, options);
       this.stats.publications++;
