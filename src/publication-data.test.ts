@@ -15,3 +15,15 @@ test("data nested too deep", () => {
   const value = JSON.parse(`${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`) as unknown;
   assert.throws(() => encodePublicationData(value), (error: HeraldError) => error.code === "invalid_command");
 });
+
+test("data with a cycle", () => {
+  const value: Record<string, unknown> = { a: [1] };
+  (value.a as unknown[]).push(value);
+  assert.throws(() => encodePublicationData(value), (error: HeraldError) => error.code === "invalid_command");
+});
+
+test("data of arrays and primitives", () => {
+  for (const text of ["1", '"x"', "null", "[]", "{}", '[[1,[2]],{"a":[{"b":[]}]}]']) {
+    assert.equal(encodePublicationData(JSON.parse(text)), text);
+  }
+});

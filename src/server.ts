@@ -14,9 +14,10 @@ import { protocolError } from "./errors.js";
 import { logBrokerEvents } from "./event-log.js";
 import { HeraldEvents, isInternalChannel } from "./events.js";
 import { PublishApi } from "./http/api.js";
-import { expectMethod, requestUrl, sendError, sendJson } from "./http/respond.js";
+import { expectMethod, sendError, sendJson } from "./http/respond.js";
 import { Listener } from "./http/listener.js";
 import { rejectUpgrade } from "./http/reject-upgrade.js";
+import { RequestTarget } from "./http/request-target.js";
 import { GrpcTransport } from "./grpc/grpc-transport.js";
 import { isDemoPath, serveDemo } from "./http/demo.js";
 import { Hub } from "./hub.js";
@@ -66,6 +67,8 @@ export class HeraldServer {
   private readonly lifecycle = new Lifecycle();
   /** HTTP responses in progress, so shutdown can ask their clients to reconnect. */
   private readonly responses = new Set<ServerResponse>();
+  /** The 'close' listener that removes a response from `responses`. One function serves every request, so none builds a closure. */
+  private readonly forgetResponse: (this: ServerResponse) => void;
   private readonly auth: Authenticator;
   /** Open connections per remote address, counted by every transport. */
   readonly limiter: ConnectionLimiter;
@@ -77,6 +80,10 @@ export class HeraldServer {
     options: HeraldOptions = {},
   ) {
     this.log = options.logger ?? createLogger(config.log.level);
+    const responses = this.responses;
+    this.forgetResponse = function (this: ServerResponse) {
+      responses.delete(this);
+    };
     this.nodeId = config.nodeId || `node-${randomBytes(4).toString("hex")}`;
     if (config.metrics.requireAdminToken && config.adminToken === "") {
       throw new ConfigError("metrics.requireAdminToken is set but adminToken is empty; set an admin token or turn the requirement off.");
@@ -294,40 +301,32 @@ export class HeraldServer {
 
   private route(req: IncomingMessage, res: ServerResponse): void {
     res.setHeader("Set-Cookie", this.affinityCookie);
-    let url: URL;
+    let target: RequestTarget;
     try {
-      url = requestUrl(req);
-    } catch {
-      sendError(res, protocolError("bad_request", "The request URL is invalid."));
+      target = RequestTarget.of(req.url);
+    } catch (error) {
+      sendError(res, error);
       return;
     }
-    this.track(res);
+    this.responses.add(res);
+    res.on("close", this.forgetResponse);
     if (this.lifecycle.shuttingDown) {
       closeAfterResponse(res);
     }
-    this.dispatch(req, res, url).catch((error: unknown) => {
+    this.dispatch(req, res, target).catch((error: unknown) => {
       const herald = sendError(res, error);
       if (herald.status >= 500 && herald.code !== "broker_unavailable" && herald.code !== "draining") {
-        this.logLimiter.write(this.log, "error", { err: error, path: url.pathname }, "request failed");
+        this.logLimiter.write(this.log, "error", { err: error, path: target.pathname }, "request failed");
       }
     });
   }
 
-  /**
-   * Keeps a response in `responses` until it closes. Its own method, so
-   * that the listener, which lives as long as an event stream, does not
-   * share route()'s closure scope and keep the request's URL alive.
-   */
-  private track(res: ServerResponse): void {
-    this.responses.add(res);
-    res.once("close", () => this.responses.delete(res));
-  }
-
-  private async dispatch(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  private async dispatch(req: IncomingMessage, res: ServerResponse, target: RequestTarget): Promise<void> {
     const method = req.method ?? "GET";
     // Health probes may use HEAD, which Node answers without the body.
     const probeMethod = method === "HEAD" ? "GET" : method;
-    switch (url.pathname) {
+    const pathname = target.pathname;
+    switch (pathname) {
       case "/healthz":
         expectMethod(probeMethod, "GET");
         sendJson(res, 200, { status: "ok", state: this.lifecycle.state, connections: this.connectionsByTransport() });
@@ -362,35 +361,35 @@ export class HeraldServer {
         if (applyCors(req, res, this.config, ["GET"])) return;
         expectMethod(method, "GET");
         this.api.authorize(req);
-        await this.api.history(url, res);
+        await this.api.history(target.url, res);
         return;
       case "/ws":
         expectMethod(method, "GET");
         throw protocolError("bad_request", "The /ws endpoint needs a WebSocket upgrade request.");
       case "/metrics":
         expectMethod(method, "GET");
-        await this.serveMetrics(req, res, url);
+        await this.serveMetrics(req, res, target.url);
         return;
       default:
-        if (isDemoPath(url.pathname)) {
+        if (isDemoPath(pathname)) {
           expectMethod(method, "GET");
-          await serveDemo(url.pathname, res);
+          await serveDemo(pathname, res);
           return;
         }
-        if (url.pathname === "/admin" || url.pathname.startsWith("/admin/")) {
+        if (pathname === "/admin" || pathname.startsWith("/admin/")) {
           if (this.admin === undefined) {
             throw protocolError("not_found", "The admin page is off; set an admin token (HERALD_ADMIN_TOKEN) to turn it on.");
           }
-          await this.admin.handle(req, res, url);
+          await this.admin.handle(req, res, target.url);
           return;
         }
         for (const transport of this.transports) {
-          if (transport.handleRequest && url.pathname === `/${transport.name}`) {
-            transport.handleRequest(req, res, url);
+          if (transport.handleRequest && pathname === `/${transport.name}`) {
+            transport.handleRequest(req, res, target.url);
             return;
           }
         }
-        throw protocolError("not_found", `No endpoint at ${url.pathname}.`);
+        throw protocolError("not_found", `No endpoint at ${pathname}.`);
     }
   }
 }

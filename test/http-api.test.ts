@@ -179,6 +179,17 @@ describe("http api", () => {
     }
   });
 
+  test("empty body distinct from invalid JSON", async () => {
+    for (const body of ["", " \n\t"]) {
+      const response = await postJson(node.http, "/api/publish", body);
+      assert.equal(response.body.error.code, "invalid_json", JSON.stringify(body));
+      assert.match(response.body.error.message, /body is empty/, JSON.stringify(body));
+    }
+    const invalid = await postJson(node.http, "/api/publish", " {oops");
+    assert.equal(invalid.body.error.code, "invalid_json");
+    assert.match(invalid.body.error.message, /not valid JSON/);
+  });
+
   test("body over the limit is a 413", async () => {
     const big = { channel: "api", data: "x".repeat(2048) };
     const response = await postJson(node.http, "/api/publish", big);

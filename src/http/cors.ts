@@ -82,12 +82,9 @@ export function applyCors(req: IncomingMessage, res: ServerResponse, config: Con
   if (!originAllowed(req, config.cors.allowedOrigins)) {
     throw protocolError("origin_forbidden", `Origin ${JSON.stringify(origin?.slice(0, 100))} is not in cors.allowedOrigins.`);
   }
-  if (anyOrigin) {
-    res.setHeader("Access-Control-Allow-Origin", "*");
-  } else if (origin !== undefined) {
-    res.setHeader("Access-Control-Allow-Origin", origin);
-  }
-  if (res.hasHeader("Access-Control-Allow-Origin")) {
+  const allowOrigin = anyOrigin ? "*" : origin;
+  if (allowOrigin !== undefined) {
+    res.setHeader("Access-Control-Allow-Origin", allowOrigin);
     // Clients back off by Retry-After on 429 and 503, so pages must be able to read it.
     res.setHeader("Access-Control-Expose-Headers", "Retry-After");
   }

@@ -1,17 +1,6 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import { HeraldError, protocolError, toHeraldError } from "../errors.js";
 
-/**
- * The request's URL. A request target is a path (`/api/publish?x=1`), or
- * in absolute form a whole URL; a path that starts with `//` is still a
- * path, where URL parsing against a base would read a host out of it.
- * Throws on a target that is not a URL.
- */
-export function requestUrl(req: IncomingMessage): URL {
-  const target = req.url ?? "/";
-  return target.startsWith("/") ? new URL(`http://herald.invalid${target}`) : new URL(target, "http://herald.invalid");
-}
-
 /** Sends a JSON body with the given status. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -83,15 +72,17 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<un
       if (failed) {
         return;
       }
-      const text = Buffer.concat(chunks).toString("utf8");
-      if (text.trim() === "") {
-        reject(protocolError("invalid_json", "The request body is empty; send a JSON object."));
-        return;
-      }
+      // A body almost always arrives in one chunk, which needs no copy.
+      const text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString("utf8");
       try {
         resolve(JSON.parse(text));
       } catch (error) {
-        reject(protocolError("invalid_json", `The request body is not valid JSON: ${(error as Error).message}`));
+        // An empty or blank body never parses, so only a failed parse needs the emptiness check.
+        const message =
+          text.trim() === ""
+            ? "The request body is empty; send a JSON object."
+            : `The request body is not valid JSON: ${(error as Error).message}`;
+        reject(protocolError("invalid_json", message));
       }
     });
     req.on("error", (error) => {
@@ -111,6 +102,9 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<un
  */
 export function requireJsonContentType(req: IncomingMessage): void {
   const type = req.headers["content-type"];
+  if (type === "application/json") {
+    return;
+  }
   const mediaType = type?.split(";")[0]!.trim().toLowerCase();
   if (mediaType !== "application/json") {
     throw protocolError(

@@ -7,7 +7,7 @@ import { protocolError, toHeraldError } from "../errors.js";
 import { originAllowed } from "../http/cors.js";
 import { remoteAddress } from "../http/listener.js";
 import { rejectUpgrade } from "../http/reject-upgrade.js";
-import { requestUrl } from "../http/respond.js";
+import { parseRequestTarget } from "../http/request-target.js";
 import { jitteredRetryAfterSeconds } from "../jitter.js";
 import type { Transport, TransportContext } from "./transport.js";
 import { WebSocketConnection } from "./websocket-connection.js";
@@ -110,7 +110,7 @@ export class WebSocketTransport implements Transport {
 
     let token: string | undefined;
     try {
-      token = tokenFromRequest(req, requestUrl(req));
+      token = tokenFromRequest(req, parseRequestTarget(req.url ?? "/"));
     } catch (error) {
       rejectUpgrade(socket, toHeraldError(error));
       return;
