@@ -324,12 +324,14 @@ export function formatTables(sections, machine) {
   for (const idle of sections.idleWorkers ?? []) {
     const [row] = idle.rows;
     const what = row.server.includes("SSE") ? "SSE streams" : "WebSocket connections";
+    parts.push(idleTable(`Idle memory over ${idle.workers} workers`, what, idle, true));
+  }
+  if (sections.idleWorkers?.length) {
     parts.push(
-      idleTable(`Idle memory over ${idle.workers} workers`, what, idle, true) +
-        `\n\nOne process may hold about 20,000 open files here, so the server runs as \`--workers ${idle.workers}\` on Redis ` +
-        "(the primary hands connections out round robin) and the load client as processes of at most 8,000 " +
-        "connections each. RSS is summed over the primary and its workers; the growth between the two sizes, divided " +
-        "by the connections added, is the cost of one connection.",
+      "One process may hold about 20,000 open files here, so for these tables the server runs as `--workers " +
+        `${sections.idleWorkers[0].workers}\` on Redis (the primary hands connections out round robin) and the load client ` +
+        "as processes of at most 8,000 connections each. RSS is summed over the primary and its workers; the growth " +
+        "between the two sizes, divided by the connections added, is the cost of one connection.",
     );
   }
 
