@@ -57,6 +57,49 @@ describe("Hub", () => {
     await broker.close();
   });
 
+  test("subscribes to a channel in one turn share one history read and its encodings", async () => {
+    const { hub, broker } = await startHub();
+    for (let n = 1; n <= 30; n++) {
+      await broker.publish("storm", JSON.stringify({ n }), OPTIONS);
+    }
+    const epoch = (await broker.history("storm", { since: 0, limit: 0 })).epoch;
+    let reads = 0;
+    const read = broker.history.bind(broker);
+    broker.history = (channel, query) => {
+      reads++;
+      return read(channel, query);
+    };
+    const starts = [25, 3, 30, 17, 0];
+    const results = await Promise.all([
+      ...starts.map((offset) => hub.subscribe(new Recorder(), "storm", { epoch, offset })),
+      hub.subscribe(new Recorder(), "storm"),
+    ]);
+    assert.equal(reads, 1, "one broker read for the whole turn");
+    starts.forEach((offset, i) => {
+      const result = results[i]!;
+      assert.equal(result.recovered, true);
+      assert.deepEqual(
+        result.publications.map((event) => event.offset),
+        Array.from({ length: 30 - offset }, (_, k) => offset + k + 1),
+        `resumed after ${offset}`,
+      );
+    });
+    assert.deepEqual(results[5]!.publications, [], "a subscribe without since gets no history");
+    assert.equal(results[5]!.top, 30);
+    // The same event is the same encoded object for every subscriber that recovers it.
+    assert.equal(results[0]!.publications.at(-1), results[1]!.publications.at(-1));
+
+    // A later turn reads again, so nothing published in between is missed.
+    await broker.publish("storm", JSON.stringify({ n: 31 }), OPTIONS);
+    const later = await hub.subscribe(new Recorder(), "storm", { epoch, offset: 29 });
+    assert.equal(reads, 2);
+    assert.deepEqual(
+      later.publications.map((event) => event.offset),
+      [30, 31],
+    );
+    await broker.close();
+  });
+
   test("subscribe with since returns the missed events", async () => {
     const { hub, broker } = await startHub();
     const first = await hub.publish("c", "1");

@@ -1,4 +1,4 @@
-import type { Broker, BrokerListener, PresenceEvent, Publication, StreamPosition } from "./broker/broker.js";
+import type { Broker, BrokerListener, HistoryResult, PresenceEvent, Publication, StreamPosition } from "./broker/broker.js";
 import type { Namespace, Namespaces } from "./channel.js";
 import { validateChannel } from "./channel.js";
 import { EncodedPublication } from "./encoded.js";
@@ -104,8 +104,23 @@ class ChannelState {
   /** A resync arrived during a catch-up, so another one follows it. */
   resyncAgain = false;
   pending: Publication[] = [];
+  /** The history read that subscribes of this turn of the event loop share, until it is sent. */
+  nextRead: SharedRead | undefined;
 
   constructor(readonly name: string) {}
+}
+
+/**
+ * One history read for every subscribe to a channel in one turn of the
+ * event loop. After a restart thousands of clients resume the same
+ * channel at once, and each would read the same events from the broker
+ * and encode them again. The read starts at the lowest position asked
+ * for, and each subscribe takes the events after its own.
+ */
+interface SharedRead {
+  since: number;
+  limit: number;
+  readonly result: Promise<{ history: HistoryResult; encoded: EncodedPublication[] }>;
 }
 
 export interface HubStats {
@@ -235,7 +250,7 @@ export class Hub implements BrokerListener {
       await state.ready;
       const namespace = this.namespaces.of(channel);
       const limit = since === undefined ? 0 : Math.max(namespace.historySize, 1);
-      const history = await this.broker.history(channel, { since: since?.offset ?? 0, limit });
+      const { history, encoded } = await this.readShared(state, since?.offset ?? 0, limit);
 
       if (state.epoch === undefined) {
         state.epoch = history.epoch;
@@ -254,7 +269,7 @@ export class Hub implements BrokerListener {
       let publications: EncodedPublication[] = [];
       subscription.epoch = history.epoch;
       if (recovered) {
-        publications = history.publications.map((publication) => new EncodedPublication(publication));
+        publications = encoded.filter((event) => event.offset > since.offset);
         subscription.offset = publications.length > 0 ? publications[publications.length - 1]!.offset : since.offset;
       } else {
         subscription.offset = history.top;
@@ -271,6 +286,35 @@ export class Hub implements BrokerListener {
       this.brokerError("subscribe", error);
       throw protocolError("broker_unavailable", "The broker failed to subscribe.", error);
     }
+  }
+
+  /**
+   * Joins this turn's history read of the channel, or starts one. The read
+   * goes to the broker once the turn's subscribes have joined it. Each of
+   * them registered its subscription before joining, so every event
+   * published after the read is buffered by each subscription.
+   */
+  private readShared(state: ChannelState, since: number, limit: number): SharedRead["result"] {
+    const joined = state.nextRead;
+    if (joined !== undefined) {
+      joined.since = Math.min(joined.since, since);
+      joined.limit = Math.max(joined.limit, limit);
+      return joined.result;
+    }
+    const read: SharedRead = {
+      since,
+      limit,
+      result: new Promise((resolve, reject) => {
+        setImmediate(() => {
+          state.nextRead = undefined;
+          this.broker.history(state.name, { since: read.since, limit: read.limit }).then((history) => {
+            resolve({ history, encoded: history.publications.map((publication) => new EncodedPublication(publication)) });
+          }, reject);
+        });
+      }),
+    };
+    state.nextRead = read;
+    return read.result;
   }
 
   /** Ends a subscription; the node's broker subscription goes with the last one. */
