@@ -25,6 +25,14 @@ import { rawErrorResponse } from "./respond.js";
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
+/**
+ * Connections the kernel may queue before the node accepts them. Node's
+ * default of 511 drops the SYNs of a reconnect storm, and each dropped
+ * client waits 1 s, then 3 s, for its kernel to try again. The kernel caps
+ * the value at net.core.somaxconn (4096 by default on current Linux).
+ */
+const LISTEN_BACKLOG = 65_535;
+
 /** Remote address of each h2c session, whose requests cannot read it from their socket (see ReplayingSocket). */
 const h2cAddresses = new WeakMap<ServerHttp2Session, string>();
 
@@ -104,7 +112,7 @@ export class Listener {
   listen(port: number, host: string): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen(port, host, () => {
+      this.server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.server.off("error", reject);
         resolve();
       });
