@@ -28,7 +28,7 @@ const RECONNECT_JITTER_MS = 250;
  * dropped by a full accept queue is retried by the kernel only after 1,
  * 3, 7, 15… s.
  */
-const RECONNECT_TIMEOUT_MS = 1_000;
+const RECONNECT_TIMEOUT_MS = 10_000;
 
 /** Microseconds on the monotonic clock, via performance.now() which is cheaper than hrtime.bigint(). */
 const clockBase = monotonicMicros() - performance.now() * 1000;
