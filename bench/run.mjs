@@ -33,7 +33,7 @@ and rewrites the short-run results in docs/benchmarks.md.
 Options:
   --full          the full sizes (about 45 minutes); rewrites the full-run
                   results instead
-  --only NAME     one scenario: ${SCENARIOS.join(", ")}
+  --only NAME     one scenario, printed but not written: ${SCENARIOS.join(", ")}
                   (${[...FULL_ONLY].join(" and ")} run with --full only)
   --trials N      trials per server and scenario (default 3, full 5)
   --no-write      print the tables without touching docs/benchmarks.md
@@ -53,8 +53,9 @@ for (const [i, arg] of args.entries()) {
   if (!value && !known.has(arg)) usageError(`unknown option ${arg}`);
 }
 const full = args.includes("--full");
-const write = !args.includes("--no-write");
 const only = valueOf("--only");
+// A run of one scenario would replace the whole results section with its one table, so it only prints.
+const write = !args.includes("--no-write") && only === undefined;
 const trials = Number(valueOf("--trials") ?? (full ? 5 : 3));
 if (only !== undefined && !SCENARIOS.includes(only)) usageError(`unknown scenario ${only}`);
 if (only !== undefined && FULL_ONLY.has(only) && !full) usageError(`${only} runs with --full only`);
@@ -91,7 +92,7 @@ const sseCases = full
   : [{ subscribers: 2_000, rate: 20, seconds: 2 }];
 const pollCase = { subscribers: 5_000, rate: 5, seconds: full ? 10 : 2 };
 /** Full runs only: the rate raised step by step until a server falls behind. */
-const stepCase = { subscribers: 10_000, rates: [5, 10, 15, 20, 25, 30, 40], seconds: 5 };
+const stepCase = { subscribers: 10_000, rates: [5, 10, 15, 20, 25, 30, 40, 50, 60, 80], seconds: 5 };
 /** One process holds at most about 20,000 open files here, so the single-process sizes stop below that. */
 const idleCase = full ? { small: 2_000, large: 18_000 } : { small: 2_000, large: 10_000 };
 const manyCase = full
