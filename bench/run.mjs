@@ -31,7 +31,7 @@ Runs every scenario at short sizes (about 5 minutes), prints the tables
 and rewrites the short-run results in docs/benchmarks.md.
 
 Options:
-  --full          the full sizes (about 45 minutes); rewrites the full-run
+  --full          the full sizes (about 30 minutes); rewrites the full-run
                   results instead
   --only NAME     one scenario, printed but not written: ${SCENARIOS.join(", ")}
                   (${[...FULL_ONLY].join(" and ")} run with --full only)

@@ -289,7 +289,7 @@ export function formatTables(sections, machine) {
         "to the second node: until it exited after draining, until a new process listened on the same port, until " +
         "every client had reconnected and resubscribed with `since` (its last epoch and offset) and been told the " +
         "missed events were recovered, and until every client had received the offset last published at that moment. " +
-        "A client reconnects after a random 0–250 ms, abandons an attempt without a handshake reply after 1 s, and " +
+        "A client reconnects after a random 0–250 ms, abandons an attempt without a handshake reply after 10 s (the SDK's default connect timeout), and " +
         "retries every 250–500 ms. The nodes keep 1,000 events of history per channel (the default of 100 lasts " +
         `${number(100 / storm.rate)} s at ${storm.rate} publishes/s), so that the table measures how long resuming takes ` +
         "rather than the history bound. One run.",
