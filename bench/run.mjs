@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { formatTables } from "./lib/report.mjs";
 import { buildHerald, pinToClientCore, ROOT } from "./lib/processes.mjs";
 import { publishApi } from "./lib/publish-api.mjs";
@@ -43,30 +44,32 @@ Needs Linux with two cores or more, taskset, and redis-server for the
 Redis scenarios. An interrupted run ends every process it started.`;
 
 const args = process.argv.slice(2);
-if (args.includes("--help") || args.includes("-h")) {
+let options;
+try {
+  ({ values: options } = parseArgs({
+    args,
+    options: {
+      full: { type: "boolean", default: false },
+      "no-write": { type: "boolean", default: false },
+      only: { type: "string" },
+      trials: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  }));
+} catch (error) {
+  usageError(error.message);
+}
+if (options.help) {
   console.log(USAGE);
   process.exit(0);
 }
-const known = new Set(["--full", "--no-write", "--only", "--trials"]);
-for (const [i, arg] of args.entries()) {
-  const value = i > 0 && (args[i - 1] === "--only" || args[i - 1] === "--trials");
-  if (!value && !known.has(arg)) usageError(`unknown option ${arg}`);
-}
-const full = args.includes("--full");
-const only = valueOf("--only");
+const { full, only } = options;
 // A run of one scenario would replace the whole results section with its one table, so it only prints.
-const write = !args.includes("--no-write") && only === undefined;
-const trials = Number(valueOf("--trials") ?? (full ? 5 : 3));
+const write = !options["no-write"] && only === undefined;
+const trials = Number(options.trials ?? (full ? 5 : 3));
 if (only !== undefined && !SCENARIOS.includes(only)) usageError(`unknown scenario ${only}`);
 if (only !== undefined && FULL_ONLY.has(only) && !full) usageError(`${only} runs with --full only`);
 if (!Number.isInteger(trials) || trials < 1) usageError("--trials needs a whole number of 1 or more");
-
-function valueOf(flag) {
-  const index = args.indexOf(flag);
-  if (index === -1) return undefined;
-  if (args[index + 1] === undefined || args[index + 1].startsWith("--")) usageError(`${flag} needs a value`);
-  return args[index + 1];
-}
 
 function usageError(message) {
   console.error(`${message}\n\n${USAGE}`);
@@ -93,7 +96,7 @@ const sseCases = full
 const pollCase = { subscribers: 5_000, rate: 5, seconds: full ? 10 : 2 };
 /** Full runs only: the rate raised step by step until a server falls behind. */
 const stepCase = { subscribers: 10_000, rates: [5, 10, 15, 20, 25, 30, 40, 50, 60, 80], seconds: 5 };
-/** One process holds at most about 20,000 open files here, so the single-process sizes stop below that. */
+/** One process can have at most about 20,000 open files here, so the single-process sizes stop below that. */
 const idleCase = full ? { small: 2_000, large: 18_000 } : { small: 2_000, large: 10_000 };
 const manyCase = full
   ? { connections: 10_000, shared: 10, rate: 1_000, seconds: 10 }
