@@ -57,7 +57,7 @@ describe("Hub", () => {
     await broker.close();
   });
 
-  test("subscribes to a channel in one turn share one history read and its encodings", async () => {
+  test("one history read per channel and turn", async () => {
     const { hub, broker } = await startHub();
     for (let n = 1; n <= 30; n++) {
       await broker.publish("storm", JSON.stringify({ n }), OPTIONS);

@@ -181,7 +181,7 @@ export class Hub implements BrokerListener {
   /** Publishes JSON text on a channel and returns the stored publication. */
   async publish(channel: string, data: string, idempotencyKey?: string): Promise<Publication> {
     validateChannel(channel);
-    // Awaiting the store takes one microtask, but returning its promise from an async function takes two.
+    // Awaiting the store costs fewer microtask turns than returning its promise from an async function.
     return await this.store(channel, data, idempotencyKey);
   }
 

@@ -330,7 +330,7 @@ describe("client SDK token expiry", () => {
 
   // With `since`, the SSE transport opens the stream straight away, and an
   // EventSource cannot read the 401 that refuses an expired token.
-  test("sse: a token already expired when the stream opens closes the client", async () => {
+  test("sse: expired token at open closes", async () => {
     const { body } = await publishWithKey(node.http, API_KEY, "feed", "before the client");
     const since = { epoch: body.epoch, offset: body.offset };
     const client = newClient(node, ["sse"], { token: await feedToken(-5) });
@@ -347,7 +347,7 @@ describe("client SDK token expiry", () => {
     );
   });
 
-  test("sse: getToken renews a token already expired when the stream opens", async () => {
+  test("sse: getToken renews expired token at open", async () => {
     const { body } = await publishWithKey(node.http, API_KEY, "feed", "before the renewing client");
     const since = { epoch: body.epoch, offset: body.offset };
     let renewals = 0;

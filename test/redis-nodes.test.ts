@@ -95,7 +95,7 @@ describe("nodes on redis", () => {
     }
   });
 
-  test("a batch on redis keeps item order per channel and reports each item", async () => {
+  test("batch on redis keeps channel order", async () => {
     const redis = await redisServer();
     const first = await node(redis, "batch-a");
     const second = await node(redis, "batch-b");

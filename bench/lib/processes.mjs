@@ -70,7 +70,7 @@ function endChildrenOnExit() {
       process.exit(code);
     });
   }
-  // Writing to a closed pipe (`npm run bench | head`) fails with EPIPE; stop instead of carrying on unseen.
+  // Writing to a closed pipe (`npm run bench | head`) fails with EPIPE, so stop instead of carrying on unseen.
   for (const stream of [process.stdout, process.stderr]) {
     stream.on("error", () => process.exit(1));
   }

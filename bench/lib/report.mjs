@@ -151,9 +151,9 @@ function redisRatios(rows) {
 }
 
 /** RSS at two sizes and the growth per connection, one row per server. */
-function idleTable(title, what, { small, large, rows }, withProcesses = false) {
+function idleTable(title, unit, { small, large, rows }, withProcesses = false) {
   return (
-    `### ${title}: RSS growth from ${number(small)} to ${number(large)} ${what}\n\n` +
+    `### ${title}: RSS growth from ${number(small)} to ${number(large)} ${unit}\n\n` +
     table(
       ["server", ...(withProcesses ? ["processes"] : []), `RSS at ${number(small)} (MiB)`, `RSS at ${number(large)} (MiB)`, "KiB per connection"],
       rows.map((row) => [
@@ -323,8 +323,8 @@ export function formatTables(sections, machine) {
 
   for (const idle of sections.idleWorkers ?? []) {
     const [row] = idle.rows;
-    const what = row.server.includes("SSE") ? "SSE streams" : "WebSocket connections";
-    parts.push(idleTable(`Idle memory over ${idle.workers} workers`, what, idle, true));
+    const unit = row.server.includes("SSE") ? "SSE streams" : "WebSocket connections";
+    parts.push(idleTable(`Idle memory over ${idle.workers} workers`, unit, idle, true));
   }
   if (sections.idleWorkers?.length) {
     parts.push(

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { newEpoch } from "./epoch.js";
 
-test("epochs are six base-36 characters and do not repeat across pool refills", () => {
+test("epochs are base-36 and distinct", () => {
   // 3,000 epochs draw the random pool about twelve times over.
   const epochs = Array.from({ length: 3_000 }, () => newEpoch());
   for (const epoch of epochs) {

@@ -125,9 +125,9 @@ export class SseClientTransport implements ClientTransport {
    * Finds out why a stream failed before it started. An EventSource
    * cannot read the node's error, so a rejected token would look like a
    * network failure and the client would reconnect with it for ever. A
-   * poll that does not wait asks the same question (token, channels) and
-   * reads the error: a 4xx closes the client, or renews the token through
-   * getToken; anything else counts as a failed connection.
+   * poll that does not wait checks the same token and channels and reads
+   * the error. A 4xx closes the client or renews the token through
+   * getToken, and anything else counts as a failed connection.
    */
   private async findRejection(channels: readonly string[], generation: number, signal: AbortSignal): Promise<void> {
     try {

@@ -37,7 +37,7 @@ const LISTEN_BACKLOG = 65_535;
 const h2cAddresses = new WeakMap<ServerHttp2Session, string>();
 
 /**
- * The client's address: the socket's, or for a request on an h2c
+ * Returns the client's address: the socket's, or for a request on an h2c
  * session, the TCP connection's. Keyless publishing from loopback,
  * per-address limits and logs all need it.
  */
@@ -236,7 +236,7 @@ function compat(handler: RequestHandler): (req: Http2ServerRequest, res: Http2Se
  * from it (and put back with unshift) reach the HTTP/2 session. Node 20's
  * HTTP/2 session reads a raw socket straight from its handle, so it would
  * skip them. It reads a Duplex without a handle through the stream API.
- * Node wraps such a stream in a socket of its own that knows no
+ * Node wraps such a stream in a socket of its own that has no
  * addresses, so the TCP socket's remote address is kept per session in
  * `h2cAddresses`, for remoteAddress().
  */

@@ -72,7 +72,7 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<un
       if (failed) {
         return;
       }
-      // A body almost always arrives in one chunk, which needs no copy.
+      // A small body arrives in one chunk, which needs no copy.
       const text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString("utf8");
       try {
         resolve(JSON.parse(text));
